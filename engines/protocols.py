@@ -6,7 +6,7 @@ see these shapes, never a concrete library.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -84,14 +84,14 @@ class STTEngine(Engine, Protocol):
 class LLMEngine(Engine, Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Iterator[Token]: ...
+    ) -> Generator[Token, None, None]: ...
 
 
 @runtime_checkable
 class TTSEngine(Engine, Protocol):
     sample_rate: int
 
-    def synthesize(self, text: str) -> Iterator[AudioChunk]: ...
+    def synthesize(self, text: str) -> Generator[AudioChunk, None, None]: ...
 
 
 @runtime_checkable

@@ -1,0 +1,20 @@
+# The two commands a user needs are `make run` and `make test`; both set up first.
+PY := .venv/bin/python
+
+.PHONY: setup run test lint bench
+
+setup:
+	@packaging/setup.sh
+
+run: setup
+	.venv/bin/parley run --headless
+
+lint: setup
+	.venv/bin/ruff check app engines audio tests
+	.venv/bin/mypy
+
+test: lint
+	$(PY) -m pytest -p no:cacheprovider
+
+bench: setup
+	$(PY) -m tests.bench.pipeline

@@ -1,0 +1,188 @@
+"""The conversation: hear → transcribe → think → speak, as plain asyncio with no Qt.
+
+The GUI, the headless CLI and the tests drive this same object and subscribe to the same
+events. Each turn streams the LLM reply through a sentence splitter into TTS, so the first
+words are spoken while the rest is still being generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from app.events import (
+    AgentEvent,
+    AssistantDelta,
+    AssistantDone,
+    ErrorOccurred,
+    State,
+    StateChanged,
+    TurnMetrics,
+    UserSaid,
+)
+from app.sentences import SentenceSplitter
+from engines.client import EngineClient
+from engines.errors import ParleyError
+from engines.protocols import Audio, ChatMessage
+
+
+class AudioOutput(Protocol):
+    """Where the agent's voice goes: a speaker, or a WAV file."""
+
+    def write(self, samples: Audio, sample_rate: int) -> None: ...
+
+    async def drain(self) -> None:
+        """Return once everything written has been played (or stored)."""
+
+    def flush(self) -> None:
+        """Drop whatever has not been played yet."""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    system_prompt: str
+    max_tokens: int = 160
+    temperature: float = 0.7
+    first_piece_min_chars: int = 10
+
+
+class Agent:
+    def __init__(self, engines: EngineClient, output: AudioOutput, settings: AgentSettings,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.engines = engines
+        self.output = output
+        self.settings = settings
+        self.clock = clock
+        self.history: list[ChatMessage] = [ChatMessage("system", settings.system_prompt)]
+        self.state = State.LISTENING
+        self.generation = 0
+        self._turns = 0
+        self._subscribers: list[Callable[[AgentEvent], None]] = []
+
+    def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
+        self._subscribers.append(callback)
+
+    def _emit(self, event: AgentEvent) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+    def set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            self._emit(StateChanged(state))
+
+    def interrupt(self) -> None:
+        """Stop speaking now: newer generation, worker told to drop older work, audio flushed."""
+        self.generation += 1
+        self.engines.cancel(self.generation)
+        self.output.flush()
+
+    async def hear(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
+        """One spoken turn. `ended_at` is the clock time of the user's last voiced sample."""
+        self._turns += 1
+        turn, generation = self._turns, self.generation
+        self.set_state(State.TRANSCRIBING)
+        started = self.clock()
+        try:
+            transcript = await self.engines.transcribe(audio, turn, generation)
+        except ParleyError as err:
+            self._fail(err)
+            return None
+        heard = self.clock()
+        if transcript is None or not transcript.text.strip():
+            self.set_state(State.LISTENING)
+            return None
+        metrics = {"stt": (heard - started) * 1000, "audio_seconds": transcript.audio_seconds}
+        return await self._answer(turn, generation, transcript.text.strip(), ended_at, metrics)
+
+    async def say(self, text: str) -> TurnMetrics | None:
+        """A typed turn: the same pipeline without the STT stage."""
+        self._turns += 1
+        return await self._answer(self._turns, self.generation, text.strip(), self.clock(), {})
+
+    async def _answer(self, turn: int, generation: int, user_text: str, ended_at: float,
+                      metrics: dict[str, float]) -> TurnMetrics | None:
+        self._emit(UserSaid(turn, user_text))
+        self.history.append(ChatMessage("user", user_text))
+        self.set_state(State.THINKING)
+        asked = self.clock()
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        marks: dict[str, float] = {}
+        speaker = asyncio.create_task(self._speak(pieces, turn, generation, marks))
+        splitter = SentenceSplitter(self.settings.first_piece_min_chars)
+        reply, tokens = "", {"prompt": 0, "completion": 0}
+        try:
+            async for token in self.engines.generate(
+                    self.history, turn, generation, self.settings.max_tokens,
+                    self.settings.temperature):
+                if generation != self.generation:
+                    break
+                marks.setdefault("first_token", self.clock())
+                if token.done:
+                    tokens = {"prompt": token.prompt_tokens,
+                              "completion": token.completion_tokens}
+                if token.text:
+                    reply += token.text
+                    self._emit(AssistantDelta(turn, token.text))
+                    for piece in splitter.push(token.text):
+                        marks.setdefault("first_piece", self.clock())
+                        pieces.put_nowait(piece)
+            for piece in splitter.flush():
+                marks.setdefault("first_piece", self.clock())
+                pieces.put_nowait(piece)
+            pieces.put_nowait(None)
+            await speaker
+            await self.output.drain()
+        except ParleyError as err:
+            speaker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await speaker
+            self._keep_reply(reply)
+            self._fail(err)
+            return None
+        reply = reply.strip()
+        self._keep_reply(reply)
+        self._emit(AssistantDone(turn, reply))
+        metrics.update(_stage_times(asked, ended_at, marks))
+        result = TurnMetrics(turn, user_text, reply, metrics, tokens)
+        self._emit(result)
+        self.set_state(State.LISTENING)
+        return result
+
+    async def _speak(self, pieces: asyncio.Queue[str | None], turn: int, generation: int,
+                     marks: dict[str, float]) -> None:
+        """Synthesize pieces in order and send them out; runs beside the LLM stream."""
+        while (piece := await pieces.get()) is not None:
+            marks.setdefault("first_piece_sent", self.clock())
+            async for chunk in self.engines.synthesize(piece, turn, generation):
+                if generation != self.generation:
+                    return
+                if "first_audio" not in marks:
+                    marks["first_audio"] = self.clock()
+                    self.set_state(State.SPEAKING)
+                self.output.write(chunk.samples, chunk.sample_rate)
+
+    def _keep_reply(self, reply: str) -> None:
+        if reply.strip():
+            self.history.append(ChatMessage("assistant", reply.strip()))
+
+    def _fail(self, err: ParleyError) -> None:
+        self._emit(ErrorOccurred(err.message, err.hint))
+        self.set_state(State.LISTENING)
+
+
+def _stage_times(asked: float, ended_at: float, marks: dict[str, float]) -> dict[str, float]:
+    """Milliseconds for each stage that happened; missing marks mean the stage never ran."""
+    out: dict[str, float] = {}
+    if "first_token" in marks:
+        out["llm_first_token"] = (marks["first_token"] - asked) * 1000
+    if "first_audio" in marks and "first_piece_sent" in marks:
+        out["tts_first_audio"] = (marks["first_audio"] - marks["first_piece_sent"]) * 1000
+        out["end_of_speech_to_first_audio"] = (marks["first_audio"] - ended_at) * 1000
+    if "first_piece" in marks and "first_token" in marks:
+        out["llm_first_piece"] = (marks["first_piece"] - asked) * 1000
+    return out

@@ -1,0 +1,55 @@
+"""`parley chat`: type to the same Agent; replies stream to the terminal (and optionally aloud)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from contextlib import ExitStack
+
+from app.config import Config
+from app.events import AgentEvent, AssistantDelta, AssistantDone, ErrorOccurred
+from app.live import SpeakerOutput
+from app.session import open_session
+from audio.devices import pick_device
+from audio.playback import Playback
+from engines.protocols import Audio
+
+
+class SilentOutput:
+    """AudioOutput that discards the voice: text-only chat."""
+
+    def write(self, samples: Audio, sample_rate: int) -> None:
+        del samples, sample_rate
+
+    async def drain(self) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+def _print_event(event: AgentEvent) -> None:
+    if isinstance(event, AssistantDelta):
+        print(event.delta, end="", flush=True)
+    elif isinstance(event, AssistantDone):
+        print(flush=True)
+    elif isinstance(event, ErrorOccurred):
+        print(f"\n[error] {event.message} {event.hint}", file=sys.stderr, flush=True)
+
+
+async def chat(config: Config, speak: bool) -> None:
+    with ExitStack() as stack:
+        if speak:
+            device = pick_device(config["audio"]["output_device"] or None, "output")
+            playback = stack.enter_context(Playback(device))
+            session = await open_session(config, SpeakerOutput(playback))
+        else:
+            session = await open_session(config, SilentOutput())
+        session.agent.subscribe(_print_event)
+        try:
+            print("Type a message (empty line or Ctrl+D to quit).", flush=True)
+            while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+                print("parley: ", end="", flush=True)
+                await session.agent.say(line)
+        finally:
+            await session.close()

@@ -1,0 +1,113 @@
+"""The `parley` command: one front door for talking, running, chatting and managing models."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from app import models_cli
+from app.config import Config, load_config, user_config_path
+from engines.errors import ParleyError
+
+
+def _overrides(args: argparse.Namespace) -> Config:
+    return {"models": {"stt": args.stt, "llm": args.llm, "tts": args.tts, "vad": args.vad},
+            "stt": {"language": args.language}}
+
+
+def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
+    from app.talk import talk
+
+    turns = _run(talk(config, args.input, args.output, args.metrics_json))
+    print(f"{len(turns)} turn(s) answered; replies written to {args.output}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace, config: Config) -> int:
+    if not args.headless:
+        raise ParleyError("The desktop window is not built yet.",
+                          "Use `parley run --headless` for the voice agent on your audio devices.")
+    from app.live import run_live
+
+    _run(run_live(config, args.input_device, args.output_device, args.max_turns,
+                  args.metrics_json))
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace, config: Config) -> int:
+    from app.chat import chat
+
+    _run(chat(config, speak=args.speak))
+    return 0
+
+
+def _cmd_selftest(args: argparse.Namespace, config: Config) -> int:
+    from app.selftest import selftest
+
+    return int(_run(selftest(config)))
+
+
+def _cmd_config_path(args: argparse.Namespace, config: Config) -> int:
+    print(user_config_path())
+    return 0
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    return asyncio.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__)
+    models = parser.add_argument_group("models (a catalog name, a path or a URL)")
+    for kind in ("stt", "llm", "tts", "vad"):
+        models.add_argument(f"--{kind}", metavar="MODEL", help=f"{kind.upper()} model")
+    parser.add_argument("--language", help="spoken language code, or 'auto'")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    talk = sub.add_parser("talk", help="answer the utterances in a WAV file, into a WAV file")
+    talk.add_argument("--input", type=Path, required=True, help="WAV with one or more utterances")
+    talk.add_argument("--output", type=Path, required=True, help="WAV for the spoken replies")
+    talk.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
+    talk.set_defaults(handler=_cmd_talk)
+
+    run = sub.add_parser("run", help="the live voice agent on your microphone and speaker")
+    run.add_argument("--headless", action="store_true", help="no window, just audio")
+    run.add_argument("--input-device", help="microphone: index or part of its name")
+    run.add_argument("--output-device", help="speaker: index or part of its name")
+    run.add_argument("--max-turns", type=int, help="stop after this many answered turns")
+    run.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
+    run.set_defaults(handler=_cmd_run)
+
+    chat = sub.add_parser("chat", help="a typed conversation with the same agent")
+    chat.add_argument("--speak", action="store_true", help="also speak the replies aloud")
+    chat.set_defaults(handler=_cmd_chat)
+
+    selftest = sub.add_parser("selftest", help="load every default engine and try each once")
+    selftest.set_defaults(handler=_cmd_selftest)
+
+    config_path = sub.add_parser("config-path", help="print where your settings file lives")
+    config_path.set_defaults(handler=_cmd_config_path)
+
+    models_cli.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, Config], int] = args.handler
+    try:
+        return handler(args, load_config(_overrides(args)))
+    except ParleyError as err:
+        print(f"parley: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("parley: stopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""What the Agent tells the world. The GUI, the CLI and the tests subscribe to these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    LISTENING = "listening"
+    HEARING = "hearing"
+    TRANSCRIBING = "transcribing"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: State
+
+
+@dataclass(frozen=True)
+class UserSaid:
+    """The transcript of what was heard (or the typed text)."""
+
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AssistantDelta:
+    """Partial reply text as the LLM generates it."""
+
+    turn: int
+    delta: str
+
+
+@dataclass(frozen=True)
+class AssistantDone:
+    turn: int
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnMetrics:
+    """Milliseconds per stage, measured from the end of the user's speech."""
+
+    turn: int
+    user_text: str
+    assistant_text: str
+    metrics_ms: dict[str, float]
+    tokens: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ErrorOccurred:
+    message: str
+    hint: str = ""
+
+
+AgentEvent = StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics | ErrorOccurred

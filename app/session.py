@@ -1,0 +1,74 @@
+"""Builds a ready-to-talk Agent from settings: resolve models, start the worker, load engines.
+
+Shared by every front end (talk, run, chat, selftest, and later the GUI) so they all load
+models the same way and report them the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.agent import Agent, AgentSettings, AudioOutput
+from app.config import Config
+from engines.builtin import default_registry
+from engines.client import EngineClient
+from engines.model_ref import KINDS, Kind, ModelRef
+from engines.protocols import VADEngine
+from engines.resolver import resolve
+
+
+def engine_options(kind: Kind, config: Config) -> dict[str, Any]:
+    """The settings section of one engine kind, minus what the Agent itself uses."""
+    agent_keys = {"max_tokens", "temperature", "system_prompt"}
+    return {k: v for k, v in config[kind].items() if k not in agent_keys}
+
+
+def agent_settings(config: Config) -> AgentSettings:
+    llm = config["llm"]
+    return AgentSettings(system_prompt=llm["system_prompt"], max_tokens=int(llm["max_tokens"]),
+                         temperature=float(llm["temperature"]))
+
+
+def resolve_models(config: Config) -> dict[Kind, ModelRef]:
+    """Fails fast, before any process starts, when a model is missing."""
+    return {kind: resolve(str(config["models"][kind]), kind) for kind in KINDS}
+
+
+def make_vad(ref: ModelRef, config: Config) -> VADEngine:
+    """VAD runs next to the microphone, in this process: it is cheap and latency-critical."""
+    vad = default_registry().create(ref, engine_options("vad", config))
+    assert isinstance(vad, VADEngine)
+    vad.load()
+    return vad
+
+
+@dataclass
+class Session:
+    agent: Agent
+    engines: EngineClient
+    models: dict[Kind, ModelRef]
+
+    def models_report(self) -> dict[str, dict[str, Any]]:
+        report: dict[str, dict[str, Any]] = {}
+        for kind, ref in self.models.items():
+            stats = self.engines.stats.get(kind)
+            report[kind] = {"name": ref.name, "format": ref.format, "path": str(ref.path),
+                            "load_seconds": round(stats.load_seconds, 3) if stats else None}
+        return report
+
+    async def close(self) -> None:
+        await self.engines.close()
+
+
+async def open_session(config: Config, output: AudioOutput) -> Session:
+    models = resolve_models(config)
+    engines = EngineClient()
+    await engines.start()
+    try:
+        for kind in ("stt", "llm", "tts"):
+            await engines.load(models[kind], engine_options(kind, config))
+    except BaseException:
+        await engines.close()
+        raise
+    return Session(Agent(engines, output, agent_settings(config)), engines, models)

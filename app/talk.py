@@ -1,0 +1,92 @@
+"""`parley talk`: the live pipeline, fed from a WAV file and speaking into a WAV file.
+
+The file is read block by block (bounded memory for long recordings) through the same VAD
+endpointing as the microphone. Times are the pipeline's own: the clock starts when the
+endpointer hands over an utterance (reading a file costs no hangover wait).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from app.config import Config
+from app.events import TurnMetrics
+from app.session import Session, make_vad, open_session, resolve_models
+from audio.endpointing import Endpointer, Utterance
+from audio.wav import WavWriter, iter_wav
+from engines.protocols import Audio
+
+_GAP_SECONDS = 0.4
+"""Silence written between replies so they stay distinct in the output file."""
+
+
+class WavOutput:
+    """AudioOutput that stores the agent's voice in a WAV file."""
+
+    def __init__(self, writer: WavWriter) -> None:
+        self.writer = writer
+
+    def write(self, samples: Audio, sample_rate: int) -> None:
+        self.writer.write(samples, sample_rate)
+
+    async def drain(self) -> None:
+        self.writer.silence(_GAP_SECONDS)
+
+    def flush(self) -> None:
+        """A file has nothing still playing to drop."""
+
+
+def endpointer_for(config: Config) -> Endpointer:
+    vad_cfg = config["vad"]
+    models = resolve_models(config)
+    return Endpointer(make_vad(models["vad"], config), pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
+                      hangover_ms=int(vad_cfg["hangover_ms"]),
+                      min_speech_ms=int(vad_cfg["min_speech_ms"]))
+
+
+def metrics_document(turns: list[TurnMetrics], session: Session) -> dict[str, Any]:
+    return {
+        "turns": [{"turn": t.turn, "user_text": t.user_text, "assistant_text": t.assistant_text,
+                   "metrics_ms": {k: round(v, 1) for k, v in t.metrics_ms.items()},
+                   "tokens": t.tokens} for t in turns],
+        "models": session.models_report(),
+        "worker_restarts": session.engines.restarts,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def write_metrics(path: Path | None, turns: list[TurnMetrics], session: Session) -> None:
+    if path is not None:
+        path.write_text(json.dumps(metrics_document(turns, session), indent=2) + "\n")
+
+
+async def talk(config: Config, input_path: Path, output_path: Path,
+               metrics_path: Path | None) -> list[TurnMetrics]:
+    blocks = iter_wav(input_path)
+    first = next(blocks)  # surfaces a bad input file before any model loads
+    endpointer = endpointer_for(config)
+    turns: list[TurnMetrics] = []
+    with WavWriter(output_path, 22050) as writer:
+        session = await open_session(config, WavOutput(writer))
+        try:
+            for block in itertools.chain([first], blocks):
+                for event in endpointer.push(block):
+                    await _turn(session, event, turns)
+            for event in endpointer.flush():
+                await _turn(session, event, turns)
+        finally:
+            write_metrics(metrics_path, turns, session)
+            await session.close()
+    return turns
+
+
+async def _turn(session: Session, event: object, turns: list[TurnMetrics]) -> None:
+    if isinstance(event, Utterance):
+        result = await session.agent.hear(event.audio, ended_at=time.perf_counter())
+        if result is not None:
+            turns.append(result)

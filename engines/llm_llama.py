@@ -1,0 +1,244 @@
+"""A local chat LLM on llama.cpp (llama-cpp-python), for any GGUF with a chat template.
+
+One `Llama` instance lives as long as the engine so llama.cpp keeps its KV cache between
+turns: a new turn only evaluates the tokens after the longest prefix it shares with the
+previous one (system prompt and earlier turns), which keeps time to first token flat as
+the conversation grows.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import time
+from collections.abc import Generator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from engines.errors import ModelError, ParleyError
+from engines.model_ref import ModelRef
+from engines.protocols import ChatMessage, EngineStats, Token
+
+if TYPE_CHECKING:
+    from llama_cpp import Llama
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
+_log = logging.getLogger(__name__)
+_GGUF_MAGIC = b"GGUF"
+_llama_log_callback: Any = None
+"""Kept referenced for the life of the process: llama.cpp calls it from C."""
+
+
+def _route_llama_logs() -> None:
+    """Send llama.cpp's log lines to Python logging instead of straight to stderr.
+
+    Even with verbose=False, llama-cpp-python prints some of them to the terminal.
+    """
+    global _llama_log_callback
+    if _llama_log_callback is not None:
+        return
+    import llama_cpp
+
+    # ggml's current numbering (ggml.h); llama-cpp-python's own table predates it and so
+    # prints warnings while hiding errors. 5 continues the previous line.
+    levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+    previous = [logging.DEBUG]
+
+    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        previous[0] = levels.get(level, previous[0])
+        _log.log(previous[0], "%s", text.decode("utf-8", "replace").rstrip())
+
+    _llama_log_callback = llama_cpp.llama_log_callback(forward)
+    llama_cpp.llama_log_set(_llama_log_callback, ctypes.c_void_p(0))
+
+
+def _request_message(message: ChatMessage) -> ChatCompletionRequestMessage:
+    """llama-cpp-python's typed message for one of ours (one TypedDict per role)."""
+    if message.role == "system":
+        return {"role": "system", "content": message.content}
+    if message.role == "user":
+        return {"role": "user", "content": message.content}
+    return {"role": "assistant", "content": message.content}
+
+
+class LlamaLLM:
+    """Streams chat replies token by token; the final Token carries usage and `done=True`.
+
+    Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (2), `seed`
+    (fixed sampling seed; default random). Conversations longer than `n_ctx` lose their
+    oldest turns; the system prompt and the last user message are always kept.
+    """
+
+    def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
+        self._ref = ref
+        self._n_ctx = int(options.get("n_ctx", 2048))
+        self._n_threads = int(options.get("n_threads", 2))
+        seed = options.get("seed")
+        self._seed: int | None = None if seed is None else int(seed)
+        self._llm: Llama | None = None
+        self._formatter: Jinja2ChatFormatter | None = None
+        self._vocab: Any = None
+        self._stats = EngineStats(name="llama.cpp", model=ref.name)
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._stats
+
+    def load(self) -> None:
+        if self._llm is not None:
+            return
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        path = self._ref.path
+        hint = f"Delete it and download it again with `parley models pull {self._ref.name}`."
+        if not path.is_file():
+            raise ModelError(f"The LLM model file for '{self._ref.name}' is missing: {path}", hint)
+        with path.open("rb") as file:
+            magic = file.read(len(_GGUF_MAGIC))
+        if magic != _GGUF_MAGIC:
+            raise ModelError(
+                f"The LLM model file for '{self._ref.name}' is corrupt or truncated: {path} "
+                "is not a GGUF file.",
+                hint,
+            )
+        _route_llama_logs()
+        start = time.perf_counter()
+        try:
+            llm = llama_cpp.Llama(
+                str(path),
+                n_ctx=self._n_ctx,
+                n_threads=self._n_threads,
+                n_threads_batch=self._n_threads,
+                seed=llama_cpp.LLAMA_DEFAULT_SEED if self._seed is None else self._seed,
+                verbose=False,
+            )
+        except ValueError as exc:  # llama.cpp reports every load failure the same way
+            raise ModelError(
+                f"The LLM model file for '{self._ref.name}' is corrupt or truncated: llama.cpp "
+                f"could not load {path}.",
+                hint,
+            ) from exc
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            llm.close()
+            raise ModelError(
+                f"'{self._ref.name}' has no chat template, so it is not a chat model.",
+                "Choose an instruct (chat) GGUF, e.g. one whose name ends in -Instruct.",
+            )
+
+        def token_text(token: int) -> str:
+            text = llm.detokenize([token], special=True) if token >= 0 else b""
+            return text.decode("utf-8", "replace")
+
+        self._formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text(llm.token_eos()),
+            bos_token=token_text(llm.token_bos()),
+        )
+        self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        self._llm = llm
+        self._stats.load_seconds = time.perf_counter() - start
+
+    def close(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = None
+        self._formatter = None
+        self._vocab = None
+
+    def _tokenize(self, messages: Sequence[ChatMessage]) -> list[int]:
+        """The prompt exactly as the GGUF's chat template renders it, ending with the
+        assistant header so the model answers next."""
+        assert self._llm is not None and self._formatter is not None
+        prompt = self._formatter(messages=[_request_message(m) for m in messages]).prompt
+        # The template writes BOS itself when the model wants one.
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def fit_prompt(
+        self, messages: Sequence[ChatMessage], max_tokens: int
+    ) -> tuple[list[int], list[ChatMessage]]:
+        """The prompt tokens and the messages they hold, after dropping the oldest turns
+        until the prompt plus `max_tokens` fits in the context window.
+
+        System messages and everything from the last user message on are never dropped, and
+        the kept history starts on a user turn, as strict chat templates require.
+        """
+        self.load()
+        assert self._llm is not None
+        droppable = [i for i, m in enumerate(messages) if m.role != "system"]
+        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+        droppable = [i for i in droppable if i < last_user]
+        dropped = 0
+        while True:
+            gone = set(droppable[:dropped])
+            kept = [m for i, m in enumerate(messages) if i not in gone]
+            tokens = self._tokenize(kept)
+            if len(tokens) + max_tokens <= self._n_ctx or dropped >= len(droppable):
+                break
+            dropped += 1
+            while dropped < len(droppable) and messages[droppable[dropped]].role != "user":
+                dropped += 1
+        if len(tokens) >= self._n_ctx:
+            raise ParleyError(
+                f"The message is too long for the model: the system prompt and the last user "
+                f"message take {len(tokens)} tokens, the context window holds {self._n_ctx}.",
+                "Shorten them, or raise the LLM option n_ctx.",
+            )
+        return tokens, kept
+
+    def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> Generator[Token, None, None]:
+        """Yields text pieces as they are sampled; stop iterating to stop generating."""
+        import llama_cpp
+
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be at least 1, not {max_tokens}.")
+        start = time.perf_counter()
+        prompt, kept = self.fit_prompt(messages, max_tokens)
+        assert self._llm is not None
+        max_tokens = min(max_tokens, self._n_ctx - len(prompt))
+        llama_cpp.llama_perf_context_reset(self._llm.ctx)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stats: dict[str, float] = {
+            "prompt_tokens": len(prompt),
+            "dropped_messages": len(messages) - len(kept),
+        }
+        self._stats.calls += 1
+        self._stats.last_call_ms = stats
+        completion = 0
+        busy = 0.0  # generation time only, not the consumer's time between tokens
+        resumed = start
+        tokens = self._llm.generate(
+            prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
+        )
+        try:
+            for token in tokens:
+                if completion == 0:
+                    stats["first_token"] = (time.perf_counter() - start) * 1000.0
+                    # llama.cpp only decodes what the KV cache did not already hold.
+                    evaluated = llama_cpp.llama_perf_context(self._llm.ctx).n_p_eval
+                    stats["reused_prompt_tokens"] = len(prompt) - max(evaluated, 1)
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    break
+                completion += 1
+                text = decoder.decode(self._llm.detokenize([token]))
+                if text:
+                    busy += time.perf_counter() - resumed
+                    yield Token(text=text)
+                    resumed = time.perf_counter()
+                if completion >= max_tokens:
+                    break
+        finally:
+            tokens.close()
+            busy += time.perf_counter() - resumed
+            stats["total"] = busy * 1000.0
+            if completion > 1:
+                decode_seconds = busy - stats["first_token"] / 1000.0
+                stats["tokens_per_s"] = (completion - 1) / max(decode_seconds, 1e-6)
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            yield Token(text=tail)
+        yield Token(text="", done=True, prompt_tokens=len(prompt), completion_tokens=completion)

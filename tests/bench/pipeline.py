@@ -1,0 +1,140 @@
+"""`make bench`: voice-to-voice latency of the whole pipeline against each engine's floor.
+
+Runs spoken prompts through `talk` (the real worker, queues and Agent), then, in the same
+run, each engine alone on the same inputs: STT on the same utterance audio, LLM first token
+on the same messages, TTS first audio on the same first piece. Rounds alternate pipeline
+and floors so machine noise hits both alike. ratio = pipeline p50 / sum of floor p50s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from app.config import load_config
+from app.sentences import SentenceSplitter
+from app.session import engine_options, resolve_models
+from app.talk import endpointer_for, talk
+from audio.endpointing import Utterance
+from audio.wav import read_wav
+from engines.builtin import default_registry
+from engines.protocols import ChatMessage, LLMEngine, STTEngine, TTSEngine
+from tests.speech import conversation_wav
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Tell me a short joke.",
+    "How many legs does a spider have?",
+    "What should I cook for dinner tonight?",
+    "Why is the sky blue?",
+    "Give me one tip for sleeping better.",
+]
+STAGES = ["stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio"]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
+           ) -> dict[str, list[float]]:
+    """Each engine alone, in this process, on exactly what the pipeline was given."""
+    models = resolve_models(config)
+    registry = default_registry()
+    engines = {k: registry.create(models[k], engine_options(k, config))
+               for k in ("stt", "llm", "tts")}
+    for engine in engines.values():
+        engine.load()
+    stt, llm, tts = engines["stt"], engines["llm"], engines["tts"]
+    assert isinstance(stt, STTEngine) and isinstance(llm, LLMEngine)
+    assert isinstance(tts, TTSEngine)
+    endpointer = endpointer_for(config)
+    utterances = [e for e in endpointer.push(read_wav(wav)) + endpointer.flush()
+                  if isinstance(e, Utterance)]
+    llm_cfg = config["llm"]
+    history = [ChatMessage("system", llm_cfg["system_prompt"])]
+    out: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
+    for utterance, turn in zip(utterances, turns, strict=True):
+        started = time.perf_counter()
+        stt.transcribe(utterance.audio)
+        out["stt"].append((time.perf_counter() - started) * 1000)
+        history.append(ChatMessage("user", turn["user_text"]))
+        started = time.perf_counter()
+        stream = llm.stream(history, max_tokens=int(llm_cfg["max_tokens"]),
+                            temperature=float(llm_cfg["temperature"]))
+        next(stream)
+        out["llm_first_token"].append((time.perf_counter() - started) * 1000)
+        for _ in stream:  # finish, so the KV cache matches what the pipeline left behind
+            pass
+        history.append(ChatMessage("assistant", turn["assistant_text"]))
+        splitter = SentenceSplitter()
+        first = (splitter.push(turn["assistant_text"] + " ") + splitter.flush())[0]
+        started = time.perf_counter()
+        next(iter(tts.synthesize(first)))
+        out["tts_first_audio"].append((time.perf_counter() - started) * 1000)
+    for engine in engines.values():
+        engine.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    config = load_config({"llm": {"temperature": 0.0}})
+    pipeline: dict[str, list[float]] = {s: [] for s in STAGES}
+    floor: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
+    ratios: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = conversation_wav(Path(tmp) / "prompts.wav", PROMPTS)
+        for round_no in range(args.rounds):
+            turns = asyncio.run(talk(config, wav, Path(tmp) / "out.wav", Path(tmp) / "m.json"))
+            doc = json.loads((Path(tmp) / "m.json").read_text())["turns"]
+            if len(doc) != len(PROMPTS):
+                raise SystemExit(f"expected {len(PROMPTS)} turns, got {len(turns)}")
+            for turn in doc:
+                for stage in STAGES:
+                    pipeline[stage].append(turn["metrics_ms"][stage])
+            alone = floors(config, wav, doc)
+            for stage, values in alone.items():
+                floor[stage].extend(values)
+            for i, turn in enumerate(doc):
+                ratios.append(turn["metrics_ms"]["end_of_speech_to_first_audio"]
+                              / sum(alone[s][i] for s in alone))
+            print(f"round {round_no + 1}/{args.rounds} done", flush=True)
+    floor_sum = sum(statistics.median(v) for v in floor.values())
+    e2e = statistics.median(pipeline["end_of_speech_to_first_audio"])
+    report = {
+        "prompts": len(PROMPTS), "rounds": args.rounds,
+        "pipeline_ms": {s: {"p50": pct(v, 0.5), "p90": pct(v, 0.9)} for s, v in pipeline.items()},
+        "floor_ms": {s: {"p50": pct(v, 0.5), "p90": pct(v, 0.9)} for s, v in floor.items()},
+        "floor_sum_p50_ms": floor_sum,
+        "ratio_of_p50s": e2e / floor_sum,
+        "ratio_per_turn": {"p50": pct(ratios, 0.5), "p90": pct(ratios, 0.9)},
+    }
+    (args.out / "pipeline.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["| stage | pipeline p50 ms | pipeline p90 ms | floor p50 ms | floor p90 ms |",
+             "|---|---|---|---|---|"]
+    for stage in STAGES:
+        p, f = report["pipeline_ms"][stage], report["floor_ms"].get(stage)
+        fs = f"{f['p50']:.0f} | {f['p90']:.0f}" if f else f"{floor_sum:.0f} (sum) | —"
+        lines.append(f"| {stage} | {p['p50']:.0f} | {p['p90']:.0f} | {fs} |")
+    lines.append(f"\nratio pipeline / sum of floors (p50s): **{report['ratio_of_p50s']:.3f}**; "
+                 f"per turn p50 {report['ratio_per_turn']['p50']:.3f}, "
+                 f"p90 {report['ratio_per_turn']['p90']:.3f}")
+    table = "\n".join(lines)
+    (args.out / "pipeline.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""A user asks a question into the microphone and hears an answer from the speaker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from tests.speech import conversation_wav
+
+
+def test_user_asks_through_the_microphone_and_hears_an_answer(
+        pulse: Any, tmp_path: Path, default_models: dict[str, Any]) -> None:
+    question = conversation_wav(tmp_path / "q.wav", ["What is the capital of France?"],
+                                gap_s=0.2)
+    metrics, heard = tmp_path / "m.json", tmp_path / "speaker.wav"
+    env = {**os.environ, **pulse.env}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--headless", "--max-turns", "1",
+         "--metrics-json", str(metrics)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None
+        ready = agent.stdout.readline()  # printed once the models are loaded
+        assert "Listening" in ready, agent.stderr.read() if agent.stderr else ready
+        recorder = pulse.record_speaker(heard)
+        time.sleep(0.5)
+        pulse.play_into_mic(question)
+        _, err = agent.communicate(timeout=180)
+        recorder.stop()
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode == 0, err
+    doc = json.loads(metrics.read_text())
+    assert len(doc["turns"]) == 1
+    turn = doc["turns"][0]
+    assert "capital" in turn["user_text"].lower()
+    assert turn["metrics_ms"]["end_of_speech_to_first_audio"] > 0
+
+    # the speaker really carried speech: transcribe what was recorded there
+    from audio.resample import resample
+    from engines.stt_whisper import WhisperSTT
+
+    audio, rate = sf.read(heard, dtype="float32", always_2d=True)
+    mono = resample(audio.mean(axis=1), rate, 16000)
+    assert np.sqrt(np.mean(mono**2)) > 0.005
+    stt = WhisperSTT(default_models["stt"], {"language": "en"})
+    text = stt.transcribe(mono).text
+    stt.close()
+    assert len(text.split()) >= 2, text
+    assert turn["assistant_text"]

@@ -1,0 +1,294 @@
+"""The real engines on the real default models: what a user of each engine relies on.
+
+Each model is loaded once per module; the machine running CI has two cores.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+import soxr
+
+from engines.builtin import default_registry
+from engines.errors import ModelError, ParleyError
+from engines.llm_llama import LlamaLLM
+from engines.model_ref import Kind, ModelRef
+from engines.protocols import (
+    Audio,
+    ChatMessage,
+    LLMEngine,
+    STTEngine,
+    Token,
+    TTSEngine,
+    VADEngine,
+)
+from engines.stt_whisper import WhisperSTT
+from engines.tts_piper import PiperTTS
+from engines.vad_silero import SileroVAD
+from tests.speech import espeak
+
+PARAGRAPH = (
+    "The weather will be sunny tomorrow morning. "
+    "Please remind me to call my sister after lunch. "
+    "I would like to book a table for dinner this evening. "
+    "The library closes early on Saturdays. "
+    "My favorite fruit is a green apple."
+)
+SYSTEM = ChatMessage("system", "You are a friendly voice assistant. Answer in one sentence.")
+
+
+def words(text: str) -> str:
+    """Lower case, no punctuation: what a listener would compare."""
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+def silero_ref(models: dict[Kind, ModelRef]) -> ModelRef:
+    root = models["stt"].path.parent
+    return ModelRef("silero-vad", "vad", "silero", root / "silero-vad" / "silero_vad.onnx")
+
+
+@pytest.fixture(scope="module")
+def stt(default_models: dict[Kind, ModelRef]) -> Iterator[WhisperSTT]:
+    engine = WhisperSTT(default_models["stt"], {})
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def llm(default_models: dict[Kind, ModelRef]) -> Iterator[LlamaLLM]:
+    engine = LlamaLLM(default_models["llm"], {"seed": 7})
+    engine.load()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def tts(default_models: dict[Kind, ModelRef]) -> Iterator[PiperTTS]:
+    engine = PiperTTS(default_models["tts"], {})
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def test_the_registry_builds_every_default_engine(default_models: dict[Kind, ModelRef]) -> None:
+    registry = default_registry()
+    engines = {kind: registry.create(ref, {}) for kind, ref in default_models.items()}
+    assert isinstance(engines["stt"], STTEngine)
+    assert isinstance(engines["llm"], LLMEngine)
+    assert isinstance(engines["tts"], TTSEngine)
+    assert isinstance(engines["vad"], VADEngine)
+    assert isinstance(registry.create(silero_ref(default_models), {}), VADEngine)
+
+
+def test_a_spoken_paragraph_is_transcribed_accurately(stt: WhisperSTT) -> None:
+    # An endpointed utterance keeps a little of the silence around the speech.
+    pad = np.zeros(stt.sample_rate * 3 // 10, dtype=np.float32)
+    audio = np.concatenate([pad, espeak(PARAGRAPH, rate=stt.sample_rate), pad])
+    transcript = stt.transcribe(audio)
+    assert jiwer.wer(words(PARAGRAPH), words(transcript.text)) < 0.10, transcript.text
+    assert transcript.language == "en"
+    assert transcript.audio_seconds == pytest.approx(len(audio) / 16000)
+    assert stt.stats.calls >= 1 and stt.stats.last_call_ms["transcribe"] > 0
+
+
+def test_silence_transcribes_to_nothing(stt: WhisperSTT) -> None:
+    assert stt.transcribe(np.zeros(16000, dtype=np.float32)).text == ""
+
+
+def test_the_llm_streams_a_reply_with_token_counts(llm: LlamaLLM) -> None:
+    messages = [SYSTEM, ChatMessage("user", "What is the capital of France?")]
+    tokens = list(llm.stream(messages, max_tokens=40, temperature=0.0))
+    *pieces, last = tokens
+    assert pieces and all(not t.done and t.text for t in pieces)
+    assert last == Token("", done=True, prompt_tokens=last.prompt_tokens,
+                         completion_tokens=last.completion_tokens)
+    assert last.prompt_tokens > 10 and 1 <= last.completion_tokens <= 40
+    assert "".join(t.text for t in pieces).strip()
+    timings = llm.stats.last_call_ms
+    assert 0 < timings["first_token"] <= timings["total"]
+
+
+def test_the_next_turn_reuses_the_conversation_already_in_the_cache(llm: LlamaLLM) -> None:
+    first = [ChatMessage("system", "You are a terse assistant for a cooking show."),
+             ChatMessage("user", "Name one vegetable.")]
+    reply = "".join(t.text for t in llm.stream(first, max_tokens=16, temperature=0.0))
+    first_prompt = int(llm.stats.last_call_ms["prompt_tokens"])
+
+    second = [*first, ChatMessage("assistant", reply), ChatMessage("user", "And one fruit?")]
+    *_, last = llm.stream(second, max_tokens=16, temperature=0.0)
+    reused = llm.stats.last_call_ms["reused_prompt_tokens"]
+    # The whole first prompt was already evaluated; only the new turn needed the model.
+    assert first_prompt <= reused < last.prompt_tokens
+
+
+def test_generation_stops_promptly_when_the_listener_stops(llm: LlamaLLM) -> None:
+    messages = [SYSTEM, ChatMessage("user", "Tell me a very long story about a dragon.")]
+    stream = llm.stream(messages, max_tokens=500, temperature=0.7)
+    for _ in zip(range(3), stream, strict=False):
+        pass
+    start = time.perf_counter()
+    stream.close()
+    assert time.perf_counter() - start < 0.2
+    assert llm.stats.last_call_ms["total"] < 10_000  # 500 tokens would take far longer
+    *_, last = llm.stream([SYSTEM, ChatMessage("user", "Hi!")], max_tokens=8,
+                          temperature=0.0)
+    assert last.done and last.completion_tokens >= 1
+
+
+def test_old_turns_are_dropped_when_the_history_outgrows_the_context(
+    default_models: dict[Kind, ModelRef],
+) -> None:
+    small = LlamaLLM(default_models["llm"], {"n_ctx": 256, "seed": 1})
+    history: list[ChatMessage] = []
+    for i in range(8):
+        history += [ChatMessage("user", f"Fact number {i}: the shelf holds {i} red boxes and "
+                                        "some books about gardening and birds."),
+                    ChatMessage("assistant", f"Noted, fact {i} about the shelf is saved.")]
+    question = ChatMessage("user", "How many red boxes were on the shelf in the last fact?")
+    messages = [SYSTEM, *history, question]
+    try:
+        prompt, kept = small.fit_prompt(messages, max_tokens=48)
+        assert len(prompt) + 48 <= 256
+        assert kept[0] == SYSTEM and kept[-1] == question
+        assert kept[1].role == "user" and len(kept) < len(messages)
+        assert kept[1:] == messages[len(messages) - len(kept) + 1:]  # the newest turns stay
+
+        *_, last = small.stream(messages, max_tokens=48, temperature=0.0)
+        assert last.prompt_tokens == len(prompt)
+        assert last.prompt_tokens + last.completion_tokens <= 256
+        assert small.stats.last_call_ms["dropped_messages"] == len(messages) - len(kept)
+
+        with pytest.raises(ParleyError, match="too long"):
+            small.fit_prompt([SYSTEM, ChatMessage("user", "word " * 400)], max_tokens=48)
+    finally:
+        small.close()
+
+
+def test_spoken_replies_come_sentence_by_sentence_and_say_the_words(
+    tts: PiperTTS, stt: WhisperSTT
+) -> None:
+    text = "The train to Boston leaves at noon. Please bring your umbrella!"
+    chunks = list(tts.synthesize(text))
+    assert [c.text for c in chunks] == ["The train to Boston leaves at noon.",
+                                        "Please bring your umbrella!"]
+    assert all(c.sample_rate == tts.sample_rate == 22050 for c in chunks)
+    assert all(c.samples.dtype == np.float32 and np.abs(c.samples).max() > 0.1 for c in chunks)
+    timings = tts.stats.last_call_ms
+    assert 0 < timings["first_audio"] < timings["total"]
+
+    audio = soxr.resample(np.concatenate([c.samples for c in chunks]), tts.sample_rate,
+                          stt.sample_rate).astype(np.float32)
+    heard = words(stt.transcribe(audio).text).split()
+    assert set(words(text).split()) <= set(heard), heard
+
+
+def test_a_slower_speaking_rate_gives_longer_audio(
+    tts: PiperTTS, default_models: dict[Kind, ModelRef]
+) -> None:
+    slow = PiperTTS(default_models["tts"], {"length_scale": 1.5})
+    try:
+        sentence = "Good morning, how can I help?"
+        normal = sum(len(c.samples) for c in tts.synthesize(sentence))
+        slower = sum(len(c.samples) for c in slow.synthesize(sentence))
+        assert slower > 1.3 * normal
+    finally:
+        slow.close()
+
+
+def speech_flags(vad: VADEngine, audio: Audio) -> list[bool]:
+    n = vad.frame_samples
+    return [vad.is_speech(audio[i:i + n]) for i in range(0, len(audio) - n + 1, n)]
+
+
+@pytest.mark.parametrize("provider", ["webrtcvad", "silero"])
+def test_the_vad_hears_speech_and_not_silence(
+    provider: str, default_models: dict[Kind, ModelRef]
+) -> None:
+    ref = default_models["vad"] if provider == "webrtcvad" else silero_ref(default_models)
+    vad = default_registry().create(ref, {})
+    assert isinstance(vad, VADEngine) and vad.sample_rate == 16000
+    lead = np.zeros(8000, dtype=np.float32)
+    speech = espeak("Hello, could you turn on the kitchen lights please?", rate=16000)
+    flags = speech_flags(vad, np.concatenate([lead, speech, lead]))
+    seconds_per_frame = vad.frame_samples / 16000
+    onset = flags.index(True) * seconds_per_frame
+    assert 0.4 <= onset <= 0.7  # the speech starts at 0.5 s
+    assert sum(flags) * seconds_per_frame > 0.6 * len(speech) / 16000
+    if isinstance(vad, SileroVAD):
+        vad.reset()
+    assert not any(speech_flags(vad, np.zeros(32000, dtype=np.float32)))
+    vad.close()
+
+
+def test_a_truncated_gguf_gives_a_clear_model_error(
+    default_models: dict[Kind, ModelRef], tmp_path: Path
+) -> None:
+    real = default_models["llm"]
+    broken = tmp_path / real.path.name
+    with real.path.open("rb") as file:
+        broken.write_bytes(file.read(1 << 20))
+    engine = LlamaLLM(ModelRef(real.name, "llm", "gguf", broken), {})
+    with pytest.raises(ModelError) as caught:
+        engine.load()
+    assert "corrupt or truncated" in caught.value.message
+    assert f"parley models pull {real.name}" in caught.value.hint
+
+    broken.write_text("<html>Not found</html>")
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        engine.load()
+
+
+def test_a_missing_or_damaged_whisper_folder_gives_a_clear_model_error(
+    default_models: dict[Kind, ModelRef], tmp_path: Path
+) -> None:
+    real = default_models["stt"]
+    missing = WhisperSTT(ModelRef(real.name, "stt", "ct2-whisper", tmp_path / "nowhere"), {})
+    with pytest.raises(ModelError, match="missing") as caught:
+        missing.transcribe(np.zeros(1600, dtype=np.float32))
+    assert "parley models pull whisper-base" in caught.value.hint
+
+    damaged = tmp_path / "whisper-base"
+    damaged.mkdir()
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(real.path / name, damaged / name)
+    with pytest.raises(ModelError, match=r"missing model\.bin"):
+        WhisperSTT(ModelRef(real.name, "stt", "ct2-whisper", damaged), {}).load()
+    with (real.path / "model.bin").open("rb") as file:
+        (damaged / "model.bin").write_bytes(file.read(1 << 20))
+    with pytest.raises(ModelError, match="corrupt or truncated"):
+        WhisperSTT(ModelRef(real.name, "stt", "ct2-whisper", damaged), {}).load()
+
+
+def test_a_broken_piper_voice_gives_a_clear_model_error(
+    default_models: dict[Kind, ModelRef], tmp_path: Path
+) -> None:
+    real = default_models["tts"]
+    voice = tmp_path / real.path.name
+    with real.path.open("rb") as file:
+        voice.write_bytes(file.read(1 << 20))
+    ref = ModelRef(real.name, "tts", "piper", voice)
+    with pytest.raises(ModelError, match="no config file"):
+        PiperTTS(ref, {})
+
+    shutil.copy(real.path.with_name(real.path.name + ".json"), tmp_path)
+    engine = PiperTTS(ref, {})
+    assert engine.sample_rate == 22050  # known before the voice is loaded
+    with pytest.raises(ModelError, match="corrupt or truncated"):
+        engine.load()
+
+
+def test_an_unknown_piper_speaker_is_refused_before_loading(
+    default_models: dict[Kind, ModelRef],
+) -> None:
+    with pytest.raises(ParleyError, match="no speaker 'alice'"):
+        PiperTTS(default_models["tts"], {"speaker": "alice"})
+    with pytest.raises(ParleyError, match="no speaker 3"):
+        PiperTTS(default_models["tts"], {"speaker": 3})
