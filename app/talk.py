@@ -49,6 +49,17 @@ def endpointer_for(config: Config) -> Endpointer:
                       min_speech_ms=int(vad_cfg["min_speech_ms"]))
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak memory. Linux's VmHWM, unlike ru_maxrss, does not inherit
+    the peak of the parent that forked us."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def metrics_document(turns: list[TurnMetrics], session: Session) -> dict[str, Any]:
     return {
         "turns": [{"turn": t.turn, "user_text": t.user_text, "assistant_text": t.assistant_text,
@@ -56,7 +67,7 @@ def metrics_document(turns: list[TurnMetrics], session: Session) -> dict[str, An
                    "tokens": t.tokens} for t in turns],
         "models": session.models_report(),
         "worker_restarts": session.engines.restarts,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -21,8 +21,8 @@ def parley(*args: str, timeout: float = 300, env: dict[str, str] | None = None
 
 
 def test_two_spoken_questions_get_two_spoken_answers(tmp_path: Path) -> None:
-    wav = conversation_wav(tmp_path / "in.wav", ["What is the capital of France?",
-                                                 "Tell me a joke about computers."])
+    wav = conversation_wav(tmp_path / "in.wav", ["How far away is the moon?",
+                                                 "Tell me a short joke."])
     # the input arrives at an unusual rate and in stereo: Parley converts it
     audio, rate = sf.read(wav, dtype="float32")
     sf.write(wav, np.stack([audio, audio], axis=1), rate, subtype="FLOAT")
@@ -33,7 +33,7 @@ def test_two_spoken_questions_get_two_spoken_answers(tmp_path: Path) -> None:
     doc = json.loads(metrics.read_text())
     assert len(doc["turns"]) == 2
     first, second = doc["turns"]
-    assert "capital" in first["user_text"].lower() and "france" in first["user_text"].lower()
+    assert "moon" in first["user_text"].lower()
     assert "joke" in second["user_text"].lower()
     for turn in doc["turns"]:
         assert turn["assistant_text"].strip()
@@ -49,8 +49,8 @@ def test_two_spoken_questions_get_two_spoken_answers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("make_input, expected", [
     (lambda p: p.write_text("this is not audio at all"), "not"),
-    (lambda p: sf.write(p, np.zeros(0, dtype=np.float32), 16000), "empty"),
-    (lambda p: None, "no such file"),
+    (lambda p: sf.write(p, np.zeros(0, dtype=np.float32), 16000), "no sound"),
+    (lambda p: None, "does not exist"),
 ])
 def test_a_bad_input_file_gets_a_clear_message(tmp_path: Path, make_input: object,
                                                expected: str) -> None:
@@ -119,4 +119,4 @@ def test_a_ten_minute_recording_is_answered_in_bounded_memory(tmp_path: Path) ->
     doc = json.loads(metrics.read_text())
     assert len(doc["turns"]) == 3
     # the whole file as float32 would be 230 MB: the reader must stream it
-    assert doc["peak_rss_mb"] < 400, doc["peak_rss_mb"]
+    assert doc["peak_rss_mb"] < 150, doc["peak_rss_mb"]
