@@ -26,8 +26,8 @@ from app.events import (
 )
 from app.sentences import SentenceSplitter
 from engines.client import EngineClient
-from engines.errors import ParleyError
-from engines.protocols import Audio, ChatMessage
+from engines.errors import ParleyError, WorkerError
+from engines.protocols import Audio, ChatMessage, Transcript
 
 
 class AudioOutput(Protocol):
@@ -62,6 +62,7 @@ class Agent:
         self.generation = 0
         self._turns = 0
         self._subscribers: list[Callable[[AgentEvent], None]] = []
+        engines.on_restart = lambda err: self._emit(ErrorOccurred(err.message, err.hint))
 
     def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
         self._subscribers.append(callback)
@@ -88,7 +89,7 @@ class Agent:
         self.set_state(State.TRANSCRIBING)
         started = self.clock()
         try:
-            transcript = await self.engines.transcribe(audio, turn, generation)
+            transcript = await self._transcribe(audio, turn, generation)
         except ParleyError as err:
             self._fail(err)
             return None
@@ -98,6 +99,19 @@ class Agent:
             return None
         metrics = {"stt": (heard - started) * 1000, "audio_seconds": transcript.audio_seconds}
         return await self._answer(turn, generation, transcript.text.strip(), ended_at, metrics)
+
+    async def _transcribe(self, audio: Audio, turn: int, generation: int) -> Transcript | None:
+        """A worker that died mid-call is restarted by the client (which reports it through
+        `on_restart`); the audio is tried once more so the user's words are not lost."""
+        try:
+            return await self.engines.transcribe(audio, turn, generation)
+        except WorkerError:
+            return await self.engines.transcribe(audio, turn, generation)
+
+    def user_started_speaking(self) -> None:
+        """The endpointer heard speech begin."""
+        if self.state == State.LISTENING:
+            self.set_state(State.HEARING)
 
     async def say(self, text: str) -> TurnMetrics | None:
         """A typed turn: the same pipeline without the STT stage."""

@@ -7,7 +7,7 @@ import sys
 from contextlib import ExitStack
 
 from app.config import Config
-from app.events import AgentEvent, AssistantDelta, AssistantDone, ErrorOccurred
+from app.events import AgentEvent, AssistantDelta, AssistantDone
 from app.live import SpeakerOutput
 from app.session import open_session
 from audio.devices import pick_device
@@ -33,8 +33,6 @@ def _print_event(event: AgentEvent) -> None:
         print(event.delta, end="", flush=True)
     elif isinstance(event, AssistantDone):
         print(flush=True)
-    elif isinstance(event, ErrorOccurred):
-        print(f"\n[error] {event.message} {event.hint}", file=sys.stderr, flush=True)
 
 
 async def chat(config: Config, speak: bool) -> None:

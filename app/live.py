@@ -11,13 +11,14 @@ import asyncio
 import time
 from pathlib import Path
 
+from app.agent import Agent
 from app.config import Config
 from app.events import TurnMetrics
 from app.session import open_session
 from app.talk import endpointer_for, write_metrics
 from audio.capture import Capture
 from audio.devices import pick_device
-from audio.endpointing import Utterance
+from audio.endpointing import SpeechStarted, Utterance
 from audio.playback import Playback
 from engines.protocols import Audio
 
@@ -59,7 +60,7 @@ async def run_live(config: Config, input_device: str | None, output_device: str 
             with Capture(mic, on_audio):
                 print("Listening… speak now (Ctrl+C to stop).", flush=True)
                 while max_turns is None or len(turns) < max_turns:
-                    utterance, ended_at = await _next_utterance(config, heard)
+                    utterance, ended_at = await _next_utterance(config, session.agent, heard)
                     result = await session.agent.hear(utterance.audio, ended_at)
                     if result is not None:
                         turns.append(result)
@@ -71,8 +72,8 @@ async def run_live(config: Config, input_device: str | None, output_device: str 
     return turns
 
 
-async def _next_utterance(config: Config, heard: asyncio.Queue[tuple[Audio, float]]
-                          ) -> tuple[Utterance, float]:
+async def _next_utterance(config: Config, agent: Agent,
+                          heard: asyncio.Queue[tuple[Audio, float]]) -> tuple[Utterance, float]:
     """Wait for the next utterance; audio captured while the agent spoke is dropped."""
     while not heard.empty():
         heard.get_nowait()
@@ -82,7 +83,9 @@ async def _next_utterance(config: Config, heard: asyncio.Queue[tuple[Audio, floa
         block, arrived = await heard.get()
         position += len(block)
         for event in endpointer.push(block):
-            if isinstance(event, Utterance):
+            if isinstance(event, SpeechStarted):
+                agent.user_started_speaking()
+            elif isinstance(event, Utterance):
                 # the last voiced sample was heard (stream end - its position) before arrival
                 ended_at = arrived - (position / _SAMPLE_RATE - event.end_s)
                 return event, ended_at

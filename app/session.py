@@ -6,11 +6,13 @@ models the same way and report them the same way.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from app.agent import Agent, AgentSettings, AudioOutput
 from app.config import Config
+from app.events import AgentEvent, ErrorOccurred
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
@@ -43,6 +45,13 @@ def make_vad(ref: ModelRef, config: Config) -> VADEngine:
     return vad
 
 
+def print_errors(event: AgentEvent) -> None:
+    """Terminal front ends show the Agent's errors on stderr and carry on."""
+    if isinstance(event, ErrorOccurred):
+        hint = f"\n  → {event.hint}" if event.hint else ""
+        print(f"parley: {event.message}{hint}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class Session:
     agent: Agent
@@ -71,4 +80,6 @@ async def open_session(config: Config, output: AudioOutput) -> Session:
     except BaseException:
         await engines.close()
         raise
-    return Session(Agent(engines, output, agent_settings(config)), engines, models)
+    agent = Agent(engines, output, agent_settings(config))
+    agent.subscribe(print_errors)
+    return Session(agent, engines, models)

@@ -14,7 +14,7 @@ import itertools
 import multiprocessing as mp
 import queue
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from engines import worker
@@ -51,6 +51,8 @@ class EngineClient:
         self._ready: asyncio.Future[int] | None = None
         self.stats: dict[Kind, EngineStats] = {}
         self.restarts = 0
+        self.on_restart: Callable[[WorkerError], None] | None = None
+        """Told when a dead worker was replaced, so the user hears about it."""
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -97,10 +99,16 @@ class EngineClient:
         if self.alive:
             return
         self.restarts += 1
+        exitcode = self._process.exitcode if self._process is not None else None
         self._abandon_queue()
         await self.start()
         for load in list(self._loads.values()):
             await self._call(Load(next(self._ids), load.ref, load.options))
+        if self.on_restart is not None:
+            self.on_restart(WorkerError(
+                f"The engine worker stopped unexpectedly (exit code {exitcode}); "
+                "it was restarted and its models reloaded.",
+                "If this happens again, run `parley selftest` or try smaller models."))
 
     # -- calls -----------------------------------------------------------------------------
     async def load(self, ref: ModelRef, options: dict[str, Any] | None = None) -> EngineStats:

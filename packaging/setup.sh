@@ -37,4 +37,6 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# The default model of each kind, plus Silero VAD (the optional VAD, small enough to embed).
 .venv/bin/parley models pull --defaults
+.venv/bin/parley models pull silero-vad

@@ -14,6 +14,7 @@ import json
 import statistics
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +89,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a setting, e.g. --set llm.n_threads=1")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    config = load_config({"llm": {"temperature": 0.0}})
+    overrides: dict[str, dict[str, Any]] = {"llm": {"temperature": 0.0}}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        overrides.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
+    config = load_config(overrides)
     pipeline: dict[str, list[float]] = {s: [] for s in STAGES}
     floor: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
     ratios: list[float] = []
@@ -114,7 +122,7 @@ def main() -> None:
     floor_sum = sum(statistics.median(v) for v in floor.values())
     e2e = statistics.median(pipeline["end_of_speech_to_first_audio"])
     report = {
-        "prompts": len(PROMPTS), "rounds": args.rounds,
+        "prompts": len(PROMPTS), "rounds": args.rounds, "overrides": overrides,
         "pipeline_ms": {s: {"p50": pct(v, 0.5), "p90": pct(v, 0.9)} for s, v in pipeline.items()},
         "floor_ms": {s: {"p50": pct(v, 0.5), "p90": pct(v, 0.9)} for s, v in floor.items()},
         "floor_sum_p50_ms": floor_sum,

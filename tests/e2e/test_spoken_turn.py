@@ -57,3 +57,25 @@ def test_user_asks_through_the_microphone_and_hears_an_answer(
     stt.close()
     assert len(text.split()) >= 2, text
     assert turn["assistant_text"]
+
+
+def test_a_user_without_an_audio_device_is_told_what_to_do(tmp_path: Path) -> None:
+    env = {**os.environ, "PULSE_SERVER": f"unix:{tmp_path}/no-such-server"}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "run", "--headless",
+                             "--max-turns", "1"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "No audio input device" in result.stderr
+    assert "PulseAudio" in result.stderr
+
+
+def test_an_unknown_microphone_name_lists_the_devices_there_are(pulse: Any) -> None:
+    env = {**os.environ, **pulse.env}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "run", "--headless",
+                             "--input-device", "no-such-mic"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no-such-mic" in result.stderr
+    assert "pulse" in result.stderr

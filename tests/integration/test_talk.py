@@ -120,3 +120,14 @@ def test_a_ten_minute_recording_is_answered_in_bounded_memory(tmp_path: Path) ->
     assert len(doc["turns"]) == 3
     # the whole file as float32 would be 230 MB: the reader must stream it
     assert doc["peak_rss_mb"] < 150, doc["peak_rss_mb"]
+
+
+def test_the_silero_vad_can_replace_webrtcvad(tmp_path: Path) -> None:
+    wav = conversation_wav(tmp_path / "in.wav", ["Why is the sky blue?"])
+    metrics = tmp_path / "m.json"
+    result = parley("--vad", "silero-vad", "talk", "--input", str(wav),
+                    "--output", str(tmp_path / "o.wav"), "--metrics-json", str(metrics))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(metrics.read_text())
+    assert doc["models"]["vad"]["name"] == "silero-vad"
+    assert [t["user_text"] for t in doc["turns"]] == ["Why is the sky blue?"]

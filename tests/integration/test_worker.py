@@ -1,0 +1,115 @@
+"""The engine worker: cancelled work stops promptly, a crash is reported and survived."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.agent import Agent, AgentSettings
+from app.chat import SilentOutput
+from app.events import AgentEvent, ErrorOccurred
+from engines.client import EngineClient
+from engines.errors import ParleyError
+from engines.model_ref import ModelRef
+from engines.protocols import ChatMessage
+from tests.speech import espeak
+
+
+@pytest.fixture
+def engines(default_models: dict[str, ModelRef]) -> Any:
+    """A started worker with the default STT, LLM and TTS loaded, on a fresh event loop."""
+    loop = asyncio.new_event_loop()
+    client = EngineClient()
+
+    async def start() -> None:
+        await client.start()
+        for kind in ("stt", "llm", "tts"):
+            await client.load(default_models[kind], {})
+
+    loop.run_until_complete(start())
+    yield loop, client
+    loop.run_until_complete(client.close())
+    loop.close()
+
+
+def test_a_newer_generation_stops_a_long_reply_promptly(engines: Any) -> None:
+    loop, client = engines
+    story = [ChatMessage("user", "Tell me a very long story about a dragon.")]
+
+    async def run() -> tuple[int, float]:
+        count, stopped_at = 0, 0.0
+        tokens: AsyncIterator[Any] = client.generate(story, 1, 0, 400, 0.7)
+        async for _ in tokens:
+            count += 1
+            if count == 5:
+                client.cancel(1)
+                stopped_at = time.perf_counter()
+        return count, (time.perf_counter() - stopped_at) * 1000
+
+    count, stop_ms = loop.run_until_complete(run())
+    assert count < 40, count
+    assert stop_ms < 500, stop_ms
+
+
+def test_synthesis_for_a_cancelled_generation_is_dropped(engines: Any) -> None:
+    loop, client = engines
+
+    async def run() -> int:
+        client.cancel(5)
+        chunks = [c async for c in client.synthesize("This should never be spoken.", 1, 4)]
+        fresh = [c async for c in client.synthesize("This should be spoken.", 1, 5)]
+        assert fresh and len(fresh[0].samples) > 0
+        return len(chunks)
+
+    assert loop.run_until_complete(run()) == 0
+
+
+def test_a_corrupt_model_leaves_the_previous_one_working(engines: Any,
+                                                         default_models: dict[str, ModelRef],
+                                                         tmp_path: Path) -> None:
+    loop, client = engines
+    real = default_models["llm"]
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(real.path.read_bytes()[:1_000_000])
+
+    async def run() -> str:
+        with pytest.raises(ParleyError, match=r"corrupt|truncated"):
+            await client.load(ModelRef("broken", "llm", "gguf", broken), {})
+        tokens = [t.text async for t in client.generate(
+            [ChatMessage("user", "Say hello.")], 1, 0, 8, 0.0)]
+        return "".join(tokens)
+
+    assert loop.run_until_complete(run()).strip()
+
+
+def test_a_crashed_worker_is_reported_and_the_conversation_goes_on(engines: Any) -> None:
+    loop, client = engines
+    agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant."))
+    events: list[AgentEvent] = []
+    agent.subscribe(events.append)
+    question = np.concatenate([np.zeros(4800, np.float32), espeak("Why is the sky blue?"),
+                               np.zeros(4800, np.float32)])
+
+    async def run() -> None:
+        first = await agent.say("Hello!")
+        assert first is not None
+        client._process.kill()  # the worker dies, as on an out-of-memory kill
+        await asyncio.sleep(0.5)
+        # the user's words are not lost: the engines restart and the question is answered
+        answer = await agent.hear(question, time.perf_counter())
+        errors = [e for e in events if isinstance(e, ErrorOccurred)]
+        assert errors and "stopped unexpectedly" in errors[0].message
+        assert answer is not None and "sky" in answer.user_text.lower()
+
+    loop.run_until_complete(run())
+    assert client.restarts == 1
+    # nothing was lost: both user turns and both replies are in the history
+    said = [m.content for m in agent.history if m.role == "user"]
+    assert said[0] == "Hello!" and "sky" in said[-1].lower()
+    assert sum(m.role == "assistant" for m in agent.history) == 2
