@@ -48,6 +48,7 @@ class AgentSettings:
     max_tokens: int = 160
     temperature: float = 0.7
     first_piece_min_chars: int = 10
+    first_piece_max_words: int = 6
 
 
 class Agent:
@@ -127,7 +128,8 @@ class Agent:
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         marks: dict[str, float] = {}
         speaker = asyncio.create_task(self._speak(pieces, turn, generation, marks))
-        splitter = SentenceSplitter(self.settings.first_piece_min_chars)
+        splitter = SentenceSplitter(self.settings.first_piece_min_chars,
+                                    self.settings.first_piece_max_words)
         reply, tokens = "", {"prompt": 0, "completion": 0}
         try:
             async for token in self.engines.generate(

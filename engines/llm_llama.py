@@ -65,8 +65,9 @@ def _request_message(message: ChatMessage) -> ChatCompletionRequestMessage:
 class LlamaLLM:
     """Streams chat replies token by token; the final Token carries usage and `done=True`.
 
-    Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (2), `seed`
-    (fixed sampling seed; default random). Conversations longer than `n_ctx` lose their
+    Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (threads that
+    generate tokens, 2), `n_threads_batch` (threads that read the prompt; default
+    `n_threads`), `seed` (fixed sampling seed; default random). Conversations longer than `n_ctx` lose their
     oldest turns; the system prompt and the last user message are always kept.
     """
 
@@ -74,6 +75,7 @@ class LlamaLLM:
         self._ref = ref
         self._n_ctx = int(options.get("n_ctx", 2048))
         self._n_threads = int(options.get("n_threads", 2))
+        self._n_threads_batch = int(options.get("n_threads_batch", self._n_threads))
         seed = options.get("seed")
         self._seed: int | None = None if seed is None else int(seed)
         self._llm: Llama | None = None
@@ -110,7 +112,7 @@ class LlamaLLM:
                 str(path),
                 n_ctx=self._n_ctx,
                 n_threads=self._n_threads,
-                n_threads_batch=self._n_threads,
+                n_threads_batch=self._n_threads_batch,
                 seed=llama_cpp.LLAMA_DEFAULT_SEED if self._seed is None else self._seed,
                 verbose=False,
             )

@@ -71,10 +71,19 @@ class _Stage(threading.Thread):
         if self.engine is None:
             raise ParleyError(f"No {self.kind.upper()} model is loaded.",
                               "Load a model first (see `parley models list`).")
-        for value in self._run(req):
-            if self.worker.stale(req.generation):
-                break
-            self.worker.send(Reply(req.id, value, final=False))
+        busy = self.worker.tts_idle if self.kind == "tts" else None
+        if busy is not None:
+            busy.clear()
+        try:
+            for value in self._run(req):
+                if self.worker.stale(req.generation):
+                    break
+                self.worker.send(Reply(req.id, value, final=False))
+                if self.kind == "llm":
+                    self.worker.tts_idle.wait()
+        finally:
+            if busy is not None:
+                busy.set()
         self.worker.send(Reply(req.id, None, final=True, stats=self.engine.stats))
 
     def _load(self, req: Load) -> None:
@@ -110,6 +119,11 @@ class _Worker:
         self.events = events
         self.registry = registry
         self.floor = 0
+        self.tts_idle = threading.Event()
+        """Cleared while the TTS stage synthesizes: the LLM then pauses between tokens, so on
+        a small CPU the sentence the user is waiting to hear gets every core. Generation is
+        many times faster than speech, so the pause never starves playback."""
+        self.tts_idle.set()
         self.stages: dict[Kind, _Stage] = {
             kind: _Stage(kind, self) for kind in ("stt", "llm", "tts")
         }

@@ -20,7 +20,7 @@ from typing import Any
 
 from app.config import load_config
 from app.sentences import SentenceSplitter
-from app.session import engine_options, resolve_models
+from app.session import agent_settings, engine_options, resolve_models
 from app.talk import endpointer_for, talk
 from audio.endpointing import Utterance
 from audio.wav import read_wav
@@ -60,6 +60,7 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
     utterances = [e for e in endpointer.push(read_wav(wav)) + endpointer.flush()
                   if isinstance(e, Utterance)]
     llm_cfg = config["llm"]
+    agent = agent_settings(config)
     history = [ChatMessage("system", llm_cfg["system_prompt"])]
     out: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
     for utterance, turn in zip(utterances, turns, strict=True):
@@ -75,7 +76,7 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
         for _ in stream:  # finish, so the KV cache matches what the pipeline left behind
             pass
         history.append(ChatMessage("assistant", turn["assistant_text"]))
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(agent.first_piece_min_chars, agent.first_piece_max_words)
         first = (splitter.push(turn["assistant_text"] + " ") + splitter.flush())[0]
         started = time.perf_counter()
         next(iter(tts.synthesize(first)))

@@ -6,7 +6,7 @@ from app.sentences import SentenceSplitter
 
 
 def stream(text: str, step: int = 3) -> list[str]:
-    splitter = SentenceSplitter(first_min_chars=10)
+    splitter = SentenceSplitter(first_min_chars=10, first_max_words=6)
     pieces: list[str] = []
     for i in range(0, len(text), step):
         pieces += splitter.push(text[i:i + step])
@@ -21,6 +21,11 @@ def test_a_reply_is_spoken_sentence_by_sentence() -> None:
 def test_the_first_piece_may_end_at_a_comma_once_it_is_long_enough() -> None:
     assert stream("Well, the capital of France, as you know, is Paris. It is big.") == [
         "Well, the capital of France,", "as you know, is Paris.", "It is big."]
+
+
+def test_a_long_first_sentence_is_started_after_a_few_words() -> None:
+    assert stream("The sky is blue because of a process called Rayleigh scattering. Yes.") == [
+        "The sky is blue because of", "a process called Rayleigh scattering.", "Yes."]
 
 
 def test_abbreviations_and_decimals_do_not_end_a_sentence() -> None:
