@@ -67,8 +67,8 @@ class LlamaLLM:
 
     Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (threads that
     generate tokens, 2), `n_threads_batch` (threads that read the prompt; default
-    `n_threads`), `seed` (fixed sampling seed; default random). Conversations longer than `n_ctx` lose their
-    oldest turns; the system prompt and the last user message are always kept.
+    `n_threads`), `seed` (fixed sampling seed; default random). Conversations longer than
+    `n_ctx` lose their oldest turns; the system prompt and the last user message are kept.
     """
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
