@@ -63,19 +63,23 @@ class Agent:
         self.generation = 0
         self._turns = 0
         self._subscribers: list[Callable[[AgentEvent], None]] = []
-        engines.on_restart = lambda err: self._emit(ErrorOccurred(err.message, err.hint))
+        self._one_turn_at_a_time = asyncio.Lock()
+        self.turns: list[TurnMetrics] = []
+        """Every completed turn's metrics, for reports."""
+        engines.on_restart = lambda err: self.publish(ErrorOccurred(err.message, err.hint))
 
     def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
         self._subscribers.append(callback)
 
-    def _emit(self, event: AgentEvent) -> None:
+    def publish(self, event: AgentEvent) -> None:
+        """Send an event to every subscriber (front ends add their own, e.g. mic level)."""
         for callback in self._subscribers:
             callback(event)
 
     def set_state(self, state: State) -> None:
         if state != self.state:
             self.state = state
-            self._emit(StateChanged(state))
+            self.publish(StateChanged(state))
 
     def interrupt(self) -> None:
         """Stop speaking now: newer generation, worker told to drop older work, audio flushed."""
@@ -85,6 +89,17 @@ class Agent:
 
     async def hear(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
         """One spoken turn. `ended_at` is the clock time of the user's last voiced sample."""
+        async with self._one_turn_at_a_time:
+            return await self._hear(audio, ended_at)
+
+    async def say(self, text: str) -> TurnMetrics | None:
+        """A typed turn: the same pipeline without the STT stage."""
+        async with self._one_turn_at_a_time:
+            self._turns += 1
+            return await self._answer(self._turns, self.generation, text.strip(), self.clock(),
+                                      {})
+
+    async def _hear(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
         self._turns += 1
         turn, generation = self._turns, self.generation
         self.set_state(State.TRANSCRIBING)
@@ -114,14 +129,9 @@ class Agent:
         if self.state == State.LISTENING:
             self.set_state(State.HEARING)
 
-    async def say(self, text: str) -> TurnMetrics | None:
-        """A typed turn: the same pipeline without the STT stage."""
-        self._turns += 1
-        return await self._answer(self._turns, self.generation, text.strip(), self.clock(), {})
-
     async def _answer(self, turn: int, generation: int, user_text: str, ended_at: float,
                       metrics: dict[str, float]) -> TurnMetrics | None:
-        self._emit(UserSaid(turn, user_text))
+        self.publish(UserSaid(turn, user_text))
         self.history.append(ChatMessage("user", user_text))
         self.set_state(State.THINKING)
         asked = self.clock()
@@ -143,7 +153,7 @@ class Agent:
                               "completion": token.completion_tokens}
                 if token.text:
                     reply += token.text
-                    self._emit(AssistantDelta(turn, token.text))
+                    self.publish(AssistantDelta(turn, token.text))
                     for piece in splitter.push(token.text):
                         marks.setdefault("first_piece", self.clock())
                         pieces.put_nowait(piece)
@@ -162,10 +172,11 @@ class Agent:
             return None
         reply = reply.strip()
         self._keep_reply(reply)
-        self._emit(AssistantDone(turn, reply))
+        self.publish(AssistantDone(turn, reply))
         metrics.update(_stage_times(asked, ended_at, marks))
         result = TurnMetrics(turn, user_text, reply, metrics, tokens)
-        self._emit(result)
+        self.turns.append(result)
+        self.publish(result)
         self.set_state(State.LISTENING)
         return result
 
@@ -187,7 +198,7 @@ class Agent:
             self.history.append(ChatMessage("assistant", reply.strip()))
 
     def _fail(self, err: ParleyError) -> None:
-        self._emit(ErrorOccurred(err.message, err.hint))
+        self.publish(ErrorOccurred(err.message, err.hint))
         self.set_state(State.LISTENING)
 
 

@@ -58,4 +58,12 @@ class ErrorOccurred:
     hint: str = ""
 
 
-AgentEvent = StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics | ErrorOccurred
+@dataclass(frozen=True)
+class MicLevel:
+    """Microphone loudness in dBFS (-90 = silence or muted), about 20 times a second."""
+
+    db: float
+
+
+AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics
+              | ErrorOccurred | MicLevel)

@@ -32,9 +32,13 @@ def agent_settings(config: Config) -> AgentSettings:
                          temperature=float(llm["temperature"]))
 
 
+def resolve_model(config: Config, kind: Kind) -> ModelRef:
+    return resolve(str(config["models"][kind]), kind)
+
+
 def resolve_models(config: Config) -> dict[Kind, ModelRef]:
     """Fails fast, before any process starts, when a model is missing."""
-    return {kind: resolve(str(config["models"][kind]), kind) for kind in KINDS}
+    return {kind: resolve_model(config, kind) for kind in KINDS}
 
 
 def make_vad(ref: ModelRef, config: Config) -> VADEngine:

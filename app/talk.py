@@ -11,12 +11,13 @@ import itertools
 import json
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.config import Config
 from app.events import TurnMetrics
-from app.session import Session, make_vad, open_session, resolve_models
+from app.session import Session, make_vad, open_session, resolve_model
 from audio.endpointing import Endpointer, Utterance
 from audio.wav import WavWriter, iter_wav
 from engines.protocols import Audio
@@ -41,12 +42,17 @@ class WavOutput:
         """A file has nothing still playing to drop."""
 
 
-def endpointer_for(config: Config) -> Endpointer:
+def endpointer_factory(config: Config) -> Callable[[], Endpointer]:
+    """Fresh endpointers (one per listening stretch) sharing one loaded VAD."""
     vad_cfg = config["vad"]
-    models = resolve_models(config)
-    return Endpointer(make_vad(models["vad"], config), pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
-                      hangover_ms=int(vad_cfg["hangover_ms"]),
-                      min_speech_ms=int(vad_cfg["min_speech_ms"]))
+    vad = make_vad(resolve_model(config, "vad"), config)
+
+    def make() -> Endpointer:
+        return Endpointer(vad, pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
+                          hangover_ms=int(vad_cfg["hangover_ms"]),
+                          min_speech_ms=int(vad_cfg["min_speech_ms"]))
+
+    return make
 
 
 def peak_rss_mb() -> float:
@@ -80,24 +86,21 @@ async def talk(config: Config, input_path: Path, output_path: Path,
                metrics_path: Path | None) -> list[TurnMetrics]:
     blocks = iter_wav(input_path)
     first = next(blocks)  # surfaces a bad input file before any model loads
-    endpointer = endpointer_for(config)
-    turns: list[TurnMetrics] = []
+    endpointer = endpointer_factory(config)()
     with WavWriter(output_path, 22050) as writer:
         session = await open_session(config, WavOutput(writer))
         try:
             for block in itertools.chain([first], blocks):
                 for event in endpointer.push(block):
-                    await _turn(session, event, turns)
+                    await _turn(session, event)
             for event in endpointer.flush():
-                await _turn(session, event, turns)
+                await _turn(session, event)
         finally:
-            write_metrics(metrics_path, turns, session)
+            write_metrics(metrics_path, session.agent.turns, session)
             await session.close()
-    return turns
+    return session.agent.turns
 
 
-async def _turn(session: Session, event: object, turns: list[TurnMetrics]) -> None:
+async def _turn(session: Session, event: object) -> None:
     if isinstance(event, Utterance):
-        result = await session.agent.hear(event.audio, ended_at=time.perf_counter())
-        if result is not None:
-            turns.append(result)
+        await session.agent.hear(event.audio, ended_at=time.perf_counter())

@@ -21,7 +21,7 @@ from typing import Any
 from app.config import load_config
 from app.sentences import SentenceSplitter
 from app.session import agent_settings, engine_options, resolve_models
-from app.talk import endpointer_for, talk
+from app.talk import endpointer_factory, talk
 from audio.endpointing import Utterance
 from audio.wav import read_wav
 from engines.builtin import default_registry
@@ -56,7 +56,7 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
     stt, llm, tts = engines["stt"], engines["llm"], engines["tts"]
     assert isinstance(stt, STTEngine) and isinstance(llm, LLMEngine)
     assert isinstance(tts, TTSEngine)
-    endpointer = endpointer_for(config)
+    endpointer = endpointer_factory(config)()
     utterances = [e for e in endpointer.push(read_wav(wav)) + endpointer.flush()
                   if isinstance(e, Utterance)]
     llm_cfg = config["llm"]
