@@ -7,7 +7,7 @@ setup:
 	@packaging/setup.sh
 
 run: setup
-	.venv/bin/parley run --headless
+	.venv/bin/parley
 
 lint: setup
 	.venv/bin/ruff check app engines audio tests
@@ -18,3 +18,4 @@ test: lint
 
 bench: setup
 	$(PY) -m tests.bench.pipeline
+	$(PY) -m tests.bench.gui_loop

@@ -8,24 +8,10 @@ from contextlib import ExitStack
 
 from app.config import Config
 from app.events import AgentEvent, AssistantDelta, AssistantDone
-from app.live import SpeakerOutput
+from app.outputs import SilentOutput, SpeakerOutput
 from app.session import open_session
 from audio.devices import pick_device
 from audio.playback import Playback
-from engines.protocols import Audio
-
-
-class SilentOutput:
-    """AudioOutput that discards the voice: text-only chat."""
-
-    def write(self, samples: Audio, sample_rate: int) -> None:
-        del samples, sample_rate
-
-    async def drain(self) -> None:
-        return None
-
-    def flush(self) -> None:
-        return None
 
 
 def _print_event(event: AgentEvent) -> None:

@@ -1,4 +1,6 @@
-"""The `parley` command: one front door for talking, running, chatting and managing models."""
+"""The `parley` command: one front door for talking, running, chatting and managing models.
+
+With no command it opens the window."""
 
 from __future__ import annotations
 
@@ -29,8 +31,9 @@ def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_run(args: argparse.Namespace, config: Config) -> int:
     if not args.headless:
-        raise ParleyError("The desktop window is not built yet.",
-                          "Use `parley run --headless` for the voice agent on your audio devices.")
+        from app.gui.app import run_gui
+
+        return run_gui(config, args.screenshot, args.max_turns)
     from app.live import run_live
 
     _run(run_live(config, args.input_device, args.output_device, args.max_turns,
@@ -66,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("stt", "llm", "tts", "vad"):
         models.add_argument(f"--{kind}", metavar="MODEL", help=f"{kind.upper()} model")
     parser.add_argument("--language", help="spoken language code, or 'auto'")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.set_defaults(handler=_cmd_run, headless=False, screenshot=None, max_turns=None)
+    sub = parser.add_subparsers(dest="command")
 
     talk = sub.add_parser("talk", help="answer the utterances in a WAV file, into a WAV file")
     talk.add_argument("--input", type=Path, required=True, help="WAV with one or more utterances")
@@ -74,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
     talk.set_defaults(handler=_cmd_talk)
 
-    run = sub.add_parser("run", help="the live voice agent on your microphone and speaker")
+    run = sub.add_parser("run", help="the voice agent (the window; --headless for audio only)")
     run.add_argument("--headless", action="store_true", help="no window, just audio")
+    run.add_argument("--screenshot", type=Path, help="save the window to this PNG and quit")
     run.add_argument("--input-device", help="microphone: index or part of its name")
     run.add_argument("--output-device", help="speaker: index or part of its name")
     run.add_argument("--max-turns", type=int, help="stop after this many answered turns")

@@ -40,3 +40,17 @@ def load_config(overrides: Config | None = None) -> Config:
                                   f"Known sections: {', '.join(sorted(config))}.")
             config[section].update({k: v for k, v in values.items() if v is not None})
     return config
+
+
+def save_user_settings(changes: Config) -> None:
+    """Merge `changes` into the user's settings file, so choices made in the window stick."""
+    import tomli_w
+
+    path = user_config_path()
+    current = _read(path) if path.is_file() else {}
+    for section, values in changes.items():
+        current.setdefault(section, {}).update(values)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(tomli_w.dumps(current).encode())
+    tmp.replace(path)

@@ -59,6 +59,47 @@ class ErrorOccurred:
 
 
 @dataclass(frozen=True)
+class ModelLoading:
+    kind: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelChanged:
+    kind: str
+    name: str
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class ModelFailed:
+    """A switch failed; the previous model is still loaded and in use."""
+
+    kind: str
+    name: str
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    """CPU (% of one core) and resident memory (MB) of the window and the engine worker."""
+
+    gui_cpu: float
+    gui_mb: float
+    worker_cpu: float
+    worker_mb: float
+
+
+@dataclass(frozen=True)
+class ConversationOpened:
+    """The window should show this conversation from scratch (new or reopened)."""
+
+    id: int
+    title: str
+
+
+@dataclass(frozen=True)
 class MicLevel:
     """Microphone loudness in dBFS (-90 = silence or muted), about 20 times a second."""
 
@@ -66,4 +107,5 @@ class MicLevel:
 
 
 AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics
-              | ErrorOccurred | MicLevel)
+              | ErrorOccurred | MicLevel | ModelLoading | ModelChanged | ModelFailed
+              | ProcessUsage | ConversationOpened)

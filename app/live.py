@@ -6,34 +6,16 @@ voiced sample, on the capture clock.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from app.config import Config
 from app.events import AgentEvent, TurnMetrics
+from app.outputs import SpeakerOutput
 from app.session import open_session
 from app.talk import endpointer_factory, write_metrics
 from app.voice import VoiceLoop
 from audio.devices import pick_device
 from audio.playback import Playback
-from engines.protocols import Audio
-
-
-class SpeakerOutput:
-    """AudioOutput on a real output device."""
-
-    def __init__(self, playback: Playback) -> None:
-        self.playback = playback
-
-    def write(self, samples: Audio, sample_rate: int) -> None:
-        self.playback.write(samples, sample_rate)
-
-    async def drain(self) -> None:
-        while not self.playback.is_idle:
-            await asyncio.sleep(0.02)
-
-    def flush(self) -> None:
-        self.playback.flush()
 
 
 async def run_live(config: Config, input_device: str | None, output_device: str | None,

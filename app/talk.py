@@ -17,29 +17,10 @@ from typing import Any
 
 from app.config import Config
 from app.events import TurnMetrics
+from app.outputs import WavOutput
 from app.session import Session, make_vad, open_session, resolve_model
 from audio.endpointing import Endpointer, Utterance
 from audio.wav import WavWriter, iter_wav
-from engines.protocols import Audio
-
-_GAP_SECONDS = 0.4
-"""Silence written between replies so they stay distinct in the output file."""
-
-
-class WavOutput:
-    """AudioOutput that stores the agent's voice in a WAV file."""
-
-    def __init__(self, writer: WavWriter) -> None:
-        self.writer = writer
-
-    def write(self, samples: Audio, sample_rate: int) -> None:
-        self.writer.write(samples, sample_rate)
-
-    async def drain(self) -> None:
-        self.writer.silence(_GAP_SECONDS)
-
-    def flush(self) -> None:
-        """A file has nothing still playing to drop."""
 
 
 def endpointer_factory(config: Config) -> Callable[[], Endpointer]:

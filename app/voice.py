@@ -66,14 +66,23 @@ class VoiceLoop:
         turns: list[TurnMetrics] = []
         with Capture(mic, on_audio):
             listener = asyncio.create_task(self._listen())
+            utterance: asyncio.Future[tuple[Audio, float]] | None = None
             try:
                 while max_turns is None or len(turns) < max_turns:
-                    audio, ended_at = await self._utterances.get()
+                    utterance = asyncio.ensure_future(self._utterances.get())
+                    await asyncio.wait({utterance, listener},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if not utterance.done():  # the listener died: say why, don't hang
+                        utterance.cancel()
+                        listener.result()
+                    audio, ended_at = utterance.result()
                     result = await self.agent.hear(audio, ended_at)
                     if result is not None:
                         turns.append(result)
             finally:
                 listener.cancel()
+                if utterance is not None:
+                    utterance.cancel()
         return turns
 
     async def _listen(self) -> None:

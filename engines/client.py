@@ -73,6 +73,10 @@ class EngineClient:
                               "Check the log; the machine may be out of memory.") from err
 
     @property
+    def pid(self) -> int | None:
+        return int(self._process.pid) if self.alive else None
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.is_alive()
 

@@ -10,6 +10,10 @@ APT_PACKAGES=(
   libportaudio2 libasound2-plugins           # sounddevice, and ALSA's route to PulseAudio
   pulseaudio pulseaudio-utils                # the real audio server the tests drive
   espeak-ng sox                              # speech and audio tools for tests and benchmarks
+  libegl1 libgl1 libfontconfig1 libxkbcommon-x11-0 fonts-dejavu-core   # Qt's window
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0
+  libxcb-shape0 libxcb-xinerama0             # Qt's xcb platform plugin
+  xvfb xauth tesseract-ocr tesseract-ocr-eng # tests: a real screen, and reading it back
 )
 
 missing=()

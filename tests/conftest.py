@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engines.model_ref import Kind, ModelRef
+from tests.pulse import PulseAudio
+
+# Widgets render offscreen in tests; the window test under Xvfb starts its own process.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 _FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration,
                    "e2e": pytest.mark.e2e}
@@ -22,8 +30,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def default_models() -> dict[Kind, ModelRef]:
     """The default model of each kind, as installed by `make setup` into the models folder."""
-    import os
-
     from platformdirs import user_data_dir
 
     root = Path(os.environ.get("PARLEY_MODELS_DIR") or Path(user_data_dir("parley")) / "models")
@@ -35,3 +41,74 @@ def default_models() -> dict[Kind, ModelRef]:
                         root / "piper-en_US-joe-medium" / "en_US-joe-medium.onnx"),
         "vad": ModelRef("webrtcvad", "vad", "webrtcvad", Path()),
     }
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[PulseAudio]:
+    """The virtual mic and speaker. A missing PulseAudio fails the tests, never skips them:
+    a skipped device test would look like a passing one."""
+    server = PulseAudio()
+    error = None
+    try:
+        server.start()
+    except RuntimeError as e:
+        error = str(e)
+    if error is not None:
+        pytest.fail(error, pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh settings file and data folder, so tests never touch the user's own."""
+    monkeypatch.setenv("PARLEY_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+@pytest.fixture
+def app_loop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
+    """A qasync loop on the real Qt event loop: `loop.run_until_complete(...)` drives both."""
+    import qasync
+
+    class QtLoop(qasync.QEventLoop):  # type: ignore[misc]
+        """qasync runs one last pass of Qt events after run_until_complete's loop stops,
+        with no running asyncio loop: a task stepped then (the voice loop's listener) would
+        die. Keep this loop the running one through that pass."""
+
+        def _after_run_forever(self) -> None:
+            super()._after_run_forever()
+            asyncio.events._set_running_loop(self)
+
+        def run_until_complete(self, future: Any) -> Any:
+            try:
+                return super().run_until_complete(future)
+            finally:
+                asyncio.events._set_running_loop(None)
+
+    loop = QtLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def controller(pulse: PulseAudio, user_dirs: Path, app_loop: asyncio.AbstractEventLoop
+               ) -> Iterator[Any]:
+    """The real Controller (worker, default models, PulseAudio devices, SQLite) started on
+    the Qt loop; `controller.loop` is that loop."""
+    from app.config import load_config
+    from app.controller import Controller
+    from app.storage import Storage, default_db_path
+
+    storage = Storage(default_db_path())
+    ctl = Controller(load_config(), storage)
+    ctl.loop = app_loop  # type: ignore[attr-defined]
+    app_loop.run_until_complete(ctl.start())
+    yield ctl
+    app_loop.run_until_complete(ctl.close())
+    storage.close()

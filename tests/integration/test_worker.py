@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from app.agent import Agent, AgentSettings
-from app.chat import SilentOutput
 from app.events import AgentEvent, ErrorOccurred
+from app.outputs import SilentOutput
 from engines.client import EngineClient
 from engines.errors import ParleyError
 from engines.model_ref import ModelRef

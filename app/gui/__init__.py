@@ -1,0 +1,1 @@
+"""The PySide6 desktop window: renders Agent events, sends Controller commands."""

@@ -1,0 +1,83 @@
+"""Starts the window on a qasync loop: Qt and asyncio share one thread and one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from app.config import Config
+from app.events import AgentEvent, TurnMetrics
+from engines.errors import ParleyError
+
+
+def run_gui(config: Config, screenshot: Path | None = None,
+            max_turns: int | None = None) -> int:
+    """Open the window, load the models behind it, and run until the window closes.
+
+    With `max_turns` the window closes after that many answered turns; `screenshot` saves
+    the window just before closing (or, without `max_turns`, once the models are loaded) —
+    for smoke tests of a bundle and for the docs."""
+    import qasync
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from app.controller import Controller
+    from app.gui.main_window import MainWindow
+    from app.gui.theme import apply_theme, configure_high_dpi
+    from app.storage import Storage, default_db_path
+
+    configure_high_dpi()
+    app = QApplication.instance() or QApplication(sys.argv)
+    assert isinstance(app, QApplication)
+    app.setApplicationName("Parley")
+    apply_theme(app, str(config.get("ui", {}).get("theme", "system")))
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    storage = Storage(default_db_path())
+    controller = Controller(config, storage)
+    window = MainWindow(controller)
+    window.show()
+    closed: asyncio.Future[None] = loop.create_future()
+
+    def on_quit() -> None:
+        if not closed.done():
+            closed.set_result(None)
+
+    app.aboutToQuit.connect(on_quit)
+
+    async def main() -> int:
+        try:
+            await controller.start()
+        except ParleyError as err:
+            QMessageBox.critical(window, "Parley cannot start",
+                                 f"{err.message}\n\n{err.hint}".strip())
+            return 2
+        if max_turns is not None:
+            turns = 0
+
+            def count(event: AgentEvent) -> None:
+                nonlocal turns
+                if isinstance(event, TurnMetrics):
+                    turns += 1
+                    if turns >= max_turns:
+                        QTimer.singleShot(300, finish)
+
+            controller.subscribe(count)
+        elif screenshot is not None:
+            QTimer.singleShot(500, finish)
+        await closed
+        return 0
+
+    def finish() -> None:
+        if screenshot is not None:
+            window.grab().save(str(screenshot))
+        app.quit()
+
+    try:
+        with loop:
+            code: int = loop.run_until_complete(main())
+            loop.run_until_complete(controller.close())
+    finally:
+        storage.close()
+    return code

@@ -1,0 +1,88 @@
+"""The conversation as chat bubbles: what was heard, and the reply as it is generated."""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+
+
+class Bubble(QFrame):
+    """One turn: a timestamp line and the text, styled by object name in the theme."""
+
+    def __init__(self, role: str, text: str, when: float) -> None:
+        super().__init__()
+        self.role = role
+        self.setObjectName("userBubble" if role == "user" else "assistantBubble")
+        who = "You" if role == "user" else "Parley"
+        self.header = QLabel(f"<b>{who}</b> · {time.strftime('%H:%M', time.localtime(when))}")
+        self.body = QLabel(text)
+        self.body.setWordWrap(True)
+        self.body.setTextFormat(Qt.TextFormat.PlainText)
+        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 8)
+        layout.addWidget(self.header)
+        layout.addWidget(self.body)
+        self.setAccessibleName(f"{who} said")
+
+    @property
+    def text(self) -> str:
+        return self.body.text()
+
+    def append(self, delta: str) -> None:
+        self.body.setText(self.body.text() + delta)
+
+    def set_text(self, text: str) -> None:
+        self.body.setText(text)
+
+
+class ConversationView(QScrollArea):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setAccessibleName("Conversation")
+        self._inner = QWidget()
+        self._layout = QVBoxLayout(self._inner)
+        self._layout.addStretch(1)
+        self.setWidget(self._inner)
+        self.bubbles: list[Bubble] = []
+        self._rows: list[QWidget] = []
+        self._streaming: Bubble | None = None
+
+    def clear(self) -> None:
+        for row in self._rows:
+            row.deleteLater()
+        self._rows.clear()
+        self.bubbles.clear()
+        self._streaming = None
+
+    def add(self, role: str, text: str, when: float | None = None) -> Bubble:
+        bubble = Bubble(role, text, when if when is not None else time.time())
+        row = QWidget()
+        line = QVBoxLayout(row)
+        line.setContentsMargins(60 if role == "user" else 0, 2, 0 if role == "user" else 60, 2)
+        line.addWidget(bubble)
+        self._layout.insertWidget(self._layout.count() - 1, row)
+        self._rows.append(row)
+        self.bubbles.append(bubble)
+        QTimer.singleShot(0, self._scroll_to_end)
+        return bubble
+
+    def assistant_delta(self, delta: str) -> None:
+        """Words of the reply as the LLM writes them, in one bubble per turn."""
+        if self._streaming is None:
+            self._streaming = self.add("assistant", "")
+        self._streaming.append(delta)
+        QTimer.singleShot(0, self._scroll_to_end)
+
+    def assistant_done(self, text: str) -> None:
+        if self._streaming is None:
+            self._streaming = self.add("assistant", "")
+        self._streaming.set_text(text)
+        self._streaming = None
+
+    def _scroll_to_end(self) -> None:
+        bar = self.verticalScrollBar()
+        bar.setValue(bar.maximum())

@@ -1,0 +1,295 @@
+"""The main window: the conversation, what the agent is doing, and the controls.
+
+It renders events and sends commands; every decision lives in the Controller and Agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controller import Controller
+from app.events import (
+    AgentEvent,
+    AssistantDelta,
+    AssistantDone,
+    ConversationOpened,
+    ErrorOccurred,
+    MicLevel,
+    ModelChanged,
+    ModelFailed,
+    ModelLoading,
+    StateChanged,
+    TurnMetrics,
+    UserSaid,
+)
+from app.gui.conversation_view import ConversationView
+from app.gui.conversations_panel import ConversationsPanel
+from app.gui.devices_dialog import DevicesDialog
+from app.gui.metrics_panel import MetricsPanel
+from app.gui.models_dialog import ModelsDialog
+from app.gui.settings_dialog import SettingsDialog
+from app.gui.theme import apply_theme
+from app.voice import ListenMode
+
+_STATE_WORDS = {
+    "listening": "Listening", "hearing": "Hearing you…", "transcribing": "Understanding…",
+    "thinking": "Thinking…", "speaking": "Speaking",
+}
+SHORTCUTS = [
+    ("Space (hold)", "push to talk"), ("Esc", "stop speaking"), ("Ctrl+M", "mute microphone"),
+    ("Ctrl+L", "type a message"), ("Ctrl+N", "new conversation"),
+    ("Ctrl+Shift+M", "models"), ("Ctrl+Shift+D", "audio devices"), ("Ctrl+,", "settings"),
+    ("Ctrl+Q", "quit"),
+]
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, controller: Controller) -> None:
+        super().__init__()
+        self.controller = controller
+        self.setWindowTitle("Parley")
+        self.resize(1180, 760)
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._models: dict[str, str] = {}
+        self.models_dialog: ModelsDialog | None = None
+        self.devices_dialog: DevicesDialog | None = None
+
+        self.conversation = ConversationView()
+        self.state_badge = QLabel("Starting…")
+        self.state_badge.setObjectName("stateBadge")
+        self.state_badge.setAccessibleName("Agent state")
+        self.level = QProgressBar()
+        self.level.setRange(-60, 0)
+        self.level.setTextVisible(False)
+        self.level.setMaximumWidth(160)
+        self.level.setAccessibleName("Microphone level")
+        self.mode = QComboBox()
+        self.mode.addItem("Hands-free", ListenMode.HANDS_FREE)
+        self.mode.addItem("Push-to-talk", ListenMode.PUSH_TO_TALK)
+        self.mode.setAccessibleName("Listening mode")
+        self.mode.currentIndexChanged.connect(
+            lambda _: controller.set_mode(self.mode.currentData()))
+        self.mute = QPushButton("&Mute")
+        self.mute.setCheckable(True)
+        self.mute.setShortcut(QKeySequence("Ctrl+M"))
+        self.mute.toggled.connect(self._on_mute)
+        self.talk = QPushButton("Hold to talk (Space)")
+        self.talk.pressed.connect(controller.press_to_talk)
+        self.talk.released.connect(controller.release_to_talk)
+        self.stop = QPushButton("Stop speaking (Esc)")
+        self.stop.clicked.connect(controller.stop_speaking)
+        self.input = QLineEdit()
+        self.input.setPlaceholderText("Type a message and press Enter…")
+        self.input.setAccessibleName("Message")
+        self.input.returnPressed.connect(self._send)
+        self.send = QPushButton("Send")
+        self.send.clicked.connect(self._send)
+
+        top = QHBoxLayout()
+        for widget in (self.state_badge, QLabel("Mic"), self.level, self.mode, self.mute,
+                       self.talk, self.stop):
+            top.addWidget(widget)
+        top.insertStretch(1, 1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.input, 1)
+        bottom.addWidget(self.send)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.addLayout(top)
+        layout.addWidget(self.conversation, 1)
+        layout.addLayout(bottom)
+        self.setCentralWidget(central)
+
+        self.conversations = ConversationsPanel(controller.storage)
+        self.conversations.open_requested.connect(controller.open_conversation)
+        self.conversations.new_requested.connect(controller.new_conversation)
+        self.conversations.deleted.connect(self._on_deleted)
+        self.conversations.error_occurred.connect(self._show_error)
+        self.metrics = MetricsPanel()
+        self._dock("Conversations", self.conversations, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Performance", self.metrics, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.models_label = QLabel()
+        self.statusBar().addPermanentWidget(self.models_label)
+        self._build_menus()
+        controller.subscribe(self.on_event)
+
+    # -- layout ----------------------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(title)
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+
+    def _build_menus(self) -> None:
+        def action(menu: Any, text: str, slot: Any, shortcut: str = "") -> QAction:
+            act = QAction(text, self)
+            if shortcut:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        file = self.menuBar().addMenu("&File")
+        file.addAction(self.conversations.new_action)  # owns Ctrl+N
+        action(file, "&Type a message", self.input.setFocus, "Ctrl+L")
+        file.addSeparator()
+        action(file, "&Quit", self.close, "Ctrl+Q")
+        tools = self.menuBar().addMenu("&Tools")
+        action(tools, "&Models…", self.show_models, "Ctrl+Shift+M")
+        action(tools, "Audio &devices…", self.show_devices, "Ctrl+Shift+D")
+        action(tools, "&Settings…", self.show_settings, "Ctrl+,")
+        view = self.menuBar().addMenu("&View")
+        for dock in self.findChildren(QDockWidget):
+            view.addAction(dock.toggleViewAction())
+        themes = view.addMenu("&Theme")
+        for name in ("system", "light", "dark"):
+            action(themes, name.capitalize(), lambda _=False, n=name: self.set_theme(n))
+        help_menu = self.menuBar().addMenu("&Help")
+        action(help_menu, "&Keyboard shortcuts", self._show_shortcuts, "F1")
+
+    # -- commands --------------------------------------------------------------------------
+    def run_async(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Future[Any]:
+        """Start a controller coroutine from a Qt slot; its failure lands in the status bar."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Future[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self._show_error(str(t.exception()), "")
+
+        task.add_done_callback(done)
+        return task
+
+    def _send(self) -> None:
+        text = self.input.text().strip()
+        if text:
+            self.input.clear()
+            self.run_async(self.controller.send_text(text))
+
+    def _on_mute(self, muted: bool) -> None:
+        self.controller.set_muted(muted)
+        self.mute.setText("Un&mute" if muted else "&Mute")
+
+    def show_models(self) -> None:
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.controller, self)
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+
+    def show_devices(self) -> None:
+        if self.devices_dialog is None:
+            self.devices_dialog = DevicesDialog(self.controller, self)
+        self.devices_dialog.show()
+        self.devices_dialog.raise_()
+
+    def show_settings(self) -> None:
+        SettingsDialog(self.controller, self).exec()
+
+    def set_theme(self, name: str) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance()
+        if isinstance(app, QApplication):
+            apply_theme(app, name)
+        self.run_async(self.controller.update_settings({"ui": {"theme": name}}))
+
+    def _show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
+
+    # -- keys: hold Space to talk (unless typing) --------------------------------------------
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Escape:
+            self.controller.stop_speaking()
+        elif event.key() == Qt.Key.Key_Space and not self.input.hasFocus():
+            if not event.isAutoRepeat():
+                self.controller.press_to_talk()
+                self.talk.setDown(True)
+        else:
+            super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:
+        if event.key() == Qt.Key.Key_Space and not self.input.hasFocus():
+            if not event.isAutoRepeat():
+                self.controller.release_to_talk()
+                self.talk.setDown(False)
+        else:
+            super().keyReleaseEvent(event)
+
+    # -- rendering -------------------------------------------------------------------------
+    def on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, StateChanged):
+            self.state_badge.setText(_STATE_WORDS.get(event.state, event.state))
+            self.state_badge.setProperty("state", str(event.state))
+            self.state_badge.style().unpolish(self.state_badge)
+            self.state_badge.style().polish(self.state_badge)
+        elif isinstance(event, MicLevel):
+            self.level.setValue(max(-60, round(event.db)))
+        elif isinstance(event, UserSaid):
+            self.conversation.add("user", event.text)
+        elif isinstance(event, AssistantDelta):
+            self.conversation.assistant_delta(event.delta)
+        elif isinstance(event, AssistantDone):
+            self.conversation.assistant_done(event.text)
+        elif isinstance(event, ErrorOccurred):
+            self._show_error(event.message, event.hint)
+        elif isinstance(event, ModelLoading):
+            self.statusBar().showMessage(f"Loading {event.kind.upper()} model {event.name}…")
+        elif isinstance(event, ModelChanged):
+            self._models[event.kind] = event.name
+            self.models_label.setText("  ·  ".join(
+                f"{k.upper()}: {v}" for k, v in sorted(self._models.items())))
+            self.statusBar().showMessage(f"{event.kind.upper()} model ready: {event.name}", 5000)
+            if self.state_badge.text() == "Starting…":
+                self.state_badge.setText(_STATE_WORDS["listening"])
+        elif isinstance(event, ModelFailed):
+            self._show_error(f"{event.message} The previous {event.kind.upper()} model is "
+                             "still in use.", event.hint)
+        elif isinstance(event, ConversationOpened):
+            self._show_conversation(event.id)
+        if isinstance(event, UserSaid | TurnMetrics | ConversationOpened):
+            self.conversations.refresh(self.controller.conversation_id)
+        self.metrics.on_event(event)
+        for dialog in (self.models_dialog, self.devices_dialog):
+            if dialog is not None:
+                dialog.on_event(event)
+
+    def _on_deleted(self, conversation_id: int) -> None:
+        """The open conversation was deleted: continue in a fresh one."""
+        if conversation_id == self.controller.conversation_id:
+            self.controller.new_conversation()
+
+    def _show_conversation(self, conversation_id: int) -> None:
+        self.conversation.clear()
+        for turn in self.controller.storage.turns(conversation_id):
+            if turn.role in ("user", "assistant"):
+                self.conversation.add(turn.role, turn.text, turn.created_at)
+
+    def _show_error(self, message: str, hint: str) -> None:
+        text = f"⚠ {message}" + (f" — {hint}" if hint else "")
+        self.statusBar().showMessage(text)
+        self.statusBar().setToolTip(text)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        for task in self._tasks:
+            task.cancel()
+        super().closeEvent(event)

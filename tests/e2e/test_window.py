@@ -1,0 +1,78 @@
+"""A user speaks to the window on a real screen and sees and hears the answer."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.speech import conversation_wav
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def screen() -> Iterator[str]:
+    """A real X server (Xvfb) for the window, as on a desktop."""
+    display = ":87"
+    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    assert xvfb.poll() is None, "Xvfb did not start"
+    yield display
+    xvfb.terminate()
+    xvfb.wait(10)
+
+
+def test_user_speaks_and_the_window_shows_and_speaks_the_answer(
+        pulse: Any, screen: str, tmp_path: Path) -> None:
+    question = conversation_wav(tmp_path / "q.wav", ["Why is the sky blue?"], gap_s=0.2)
+    shot, heard = tmp_path / "window.png", tmp_path / "speaker.wav"
+    env = {**os.environ, **pulse.env, "DISPLAY": screen, "QT_QPA_PLATFORM": "xcb",
+           "PARLEY_CONFIG": str(tmp_path / "config.toml"),
+           "PARLEY_DATA_DIR": str(tmp_path / "data")}
+    window = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--max-turns", "1",
+                               "--screenshot", str(shot)], env=env, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        db = tmp_path / "data" / "parley.db"
+        deadline = time.monotonic() + 90
+        while not db.exists() and time.monotonic() < deadline:  # the models are loaded
+            time.sleep(0.2)
+        assert db.exists(), "the window never opened its conversation store"
+        time.sleep(2.0)
+        recorder = pulse.record_speaker(heard)
+        pulse.play_into_mic(question)
+        _, err = window.communicate(timeout=180)
+        recorder.stop()
+    finally:
+        if window.poll() is None:
+            window.kill()
+    assert window.returncode == 0, err
+
+    # the conversation was kept: what was heard, and the reply
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT role, text FROM turns ORDER BY id").fetchall()
+    assert [r for r, _ in rows] == ["user", "assistant"], rows
+    assert "sky" in rows[0][1].lower()
+
+    # the window showed them: read the screenshot back with OCR
+    text = subprocess.run(["tesseract", str(shot), "-"], capture_output=True, text=True,
+                          check=True).stdout.lower()
+    assert "sky" in text, text
+    assert "parley" in text
+
+    # and the speaker carried the spoken answer
+    audio, _ = sf.read(heard, dtype="float32", always_2d=True)
+    assert np.sqrt(np.mean(audio**2)) > 0.005
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / "main-window.png").write_bytes(shot.read_bytes())
