@@ -35,7 +35,7 @@ from app.session import Session, agent_settings, engine_options, make_vad, open_
 from app.storage import Storage
 from app.talk import endpointer_factory
 from app.voice import ListenMode, VoiceLoop
-from audio.devices import DeviceInfo, list_devices, pick_device
+from audio.devices import DeviceInfo, list_devices, pick_device, rescan
 from audio.playback import Playback
 from engines.catalog import load_catalog
 from engines.errors import ParleyError
@@ -172,6 +172,8 @@ class Controller:
             self._output.playback = None
             self._playback.close()
             self._playback = None
+        with contextlib.suppress(ParleyError):  # no PortAudio: pick_device says so below
+            rescan()
         try:
             self.speaker = pick_device(speaker, "output")
             self._playback = Playback(self.speaker)

@@ -46,6 +46,14 @@ def import_sounddevice() -> ModuleType:
     return module
 
 
+def rescan() -> None:
+    """Make PortAudio list devices afresh (it enumerates once, at start-up), so a device
+    plugged in or out since then is seen. Only call it with no stream open."""
+    sd = import_sounddevice()
+    sd._terminate()
+    sd._initialize()
+
+
 def _info(d: dict[str, Any]) -> DeviceInfo:
     return DeviceInfo(int(d["index"]), str(d["name"]), int(d["max_input_channels"]),
                       int(d["max_output_channels"]), round(float(d["default_samplerate"])))

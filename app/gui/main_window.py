@@ -68,7 +68,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Parley")
         self.resize(1180, 760)
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._models: dict[str, str] = {}
         self.models_dialog: ModelsDialog | None = None
         self.devices_dialog: DevicesDialog | None = None
 
@@ -129,6 +128,10 @@ class MainWindow(QMainWindow):
         self.models_label = QLabel()
         self.statusBar().addPermanentWidget(self.models_label)
         self._build_menus()
+        self._show_models()
+        if controller.session is not None:
+            self.on_event(StateChanged(controller.agent.state))
+            self._show_conversation(controller.conversation_id)
         controller.subscribe(self.on_event)
 
     # -- layout ----------------------------------------------------------------------------
@@ -255,9 +258,7 @@ class MainWindow(QMainWindow):
         elif isinstance(event, ModelLoading):
             self.statusBar().showMessage(f"Loading {event.kind.upper()} model {event.name}…")
         elif isinstance(event, ModelChanged):
-            self._models[event.kind] = event.name
-            self.models_label.setText("  ·  ".join(
-                f"{k.upper()}: {v}" for k, v in sorted(self._models.items())))
+            self._show_models()
             self.statusBar().showMessage(f"{event.kind.upper()} model ready: {event.name}", 5000)
             if self.state_badge.text() == "Starting…":
                 self.state_badge.setText(_STATE_WORDS["listening"])
@@ -272,6 +273,13 @@ class MainWindow(QMainWindow):
         for dialog in (self.models_dialog, self.devices_dialog):
             if dialog is not None:
                 dialog.on_event(event)
+
+    def _show_models(self) -> None:
+        """The active models, from the controller (so a window opened later shows them too)."""
+        if self.controller.session is not None:
+            self.models_label.setText("  ·  ".join(
+                f"{kind.upper()}: {ref.name}"
+                for kind, ref in sorted(self.controller.session.models.items())))
 
     def _on_deleted(self, conversation_id: int) -> None:
         """The open conversation was deleted: continue in a fresh one."""

@@ -34,18 +34,6 @@ def wait_for(loop: asyncio.AbstractEventLoop, condition: Callable[[], bool],
     loop.run_until_complete(asyncio.wait_for(poll(), timeout))
 
 
-def reopen_microphone(controller: Any) -> None:
-    """qasync's run_until_complete runs a last round of Qt events after the asyncio loop has
-    stopped; the voice loop's listener, created at the end of `controller.start()`, takes its
-    first step there without a running loop and dies. Reopening the devices inside a running
-    loop gives the listener a working start."""
-    async def reopen() -> None:
-        await controller.set_devices(None, None, remember=False)
-        await asyncio.sleep(0.3)
-
-    controller.loop.run_until_complete(reopen())
-
-
 def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
         controller: Any, pulse: Any, qtbot: Any, tmp_path: Path) -> None:
     panel = MetricsPanel()
@@ -57,7 +45,6 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     controller.subscribe(events.append)
     loop = controller.loop
     loop.run_until_complete(controller.update_settings({"llm": {"max_tokens": 48}}))
-    reopen_microphone(controller)
 
     # the user asks aloud: the microphone, the endpointer and every engine are real
     pulse.play_into_mic(conversation_wav(tmp_path / "q.wav", ["Why is the sky blue?"],
