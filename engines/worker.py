@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import queue
 import threading
@@ -36,6 +37,7 @@ from engines.protocols import Engine, LLMEngine, STTEngine, TTSEngine
 from engines.registry import Registry
 
 StageRequest = Load | Transcribe | Generate | Synthesize
+_NICENESS = 5
 
 
 class _Stage(threading.Thread):
@@ -158,8 +160,22 @@ class _Worker:
             stage.join(timeout=5)
 
 
+def _exit_with(parent: Any) -> None:
+    """A window that was killed cannot send Shutdown: don't outlive it holding the models."""
+    mp.connection.wait([parent.sentinel])
+    os._exit(0)
+
+
 def main(requests: mp.Queue[Request], events: mp.Queue[Event]) -> None:
     """Entry point of the spawned process."""
     from engines.builtin import default_registry
+
+    # The window must win the CPU whenever it wants it (a 2-core machine has no spare):
+    # inference runs a little behind it.
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(_NICENESS)
+    parent = mp.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
 
     _Worker(requests, events, default_registry()).serve()
