@@ -7,6 +7,8 @@ import time
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
+_COALESCE_MS = 60
+
 
 class Bubble(QFrame):
     """One turn: a timestamp line and the text, styled by object name in the theme."""
@@ -50,8 +52,15 @@ class ConversationView(QScrollArea):
         self.bubbles: list[Bubble] = []
         self._rows: list[QWidget] = []
         self._streaming: Bubble | None = None
+        self._pending = ""
+        self._repaint = QTimer(self)
+        self._repaint.setSingleShot(True)
+        self._repaint.setInterval(_COALESCE_MS)
+        self._repaint.timeout.connect(self._flush)
 
     def clear(self) -> None:
+        self._repaint.stop()
+        self._pending = ""
         for row in self._rows:
             row.deleteLater()
         self._rows.clear()
@@ -71,17 +80,29 @@ class ConversationView(QScrollArea):
         return bubble
 
     def assistant_delta(self, delta: str) -> None:
-        """Words of the reply as the LLM writes them, in one bubble per turn."""
+        """Words of the reply as the LLM writes them, in one bubble per turn. Tokens come
+        faster than the eye reads; re-wrapping the bubble for each would cost the window
+        its smoothness, so they are shown in batches."""
         if self._streaming is None:
             self._streaming = self.add("assistant", "")
-        self._streaming.append(delta)
-        QTimer.singleShot(0, self._scroll_to_end)
+        self._pending += delta
+        if not self._repaint.isActive():
+            self._repaint.start()
 
     def assistant_done(self, text: str) -> None:
+        self._repaint.stop()
+        self._pending = ""
         if self._streaming is None:
             self._streaming = self.add("assistant", "")
         self._streaming.set_text(text)
         self._streaming = None
+        QTimer.singleShot(0, self._scroll_to_end)
+
+    def _flush(self) -> None:
+        if self._streaming is not None and self._pending:
+            self._streaming.append(self._pending)
+            QTimer.singleShot(0, self._scroll_to_end)
+        self._pending = ""
 
     def _scroll_to_end(self) -> None:
         bar = self.verticalScrollBar()
