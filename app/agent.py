@@ -148,6 +148,7 @@ class Agent:
                 if generation != self.generation:
                     break
                 marks.setdefault("first_token", self.clock())
+                marks["last_token"] = self.clock()
                 if token.done:
                     tokens = {"prompt": token.prompt_tokens,
                               "completion": token.completion_tokens}
@@ -173,7 +174,7 @@ class Agent:
         reply = reply.strip()
         self._keep_reply(reply)
         self.publish(AssistantDone(turn, reply))
-        metrics.update(_stage_times(asked, ended_at, marks))
+        metrics.update(_stage_times(asked, ended_at, marks, tokens["completion"]))
         result = TurnMetrics(turn, user_text, reply, metrics, tokens)
         self.turns.append(result)
         self.publish(result)
@@ -183,15 +184,19 @@ class Agent:
     async def _speak(self, pieces: asyncio.Queue[str | None], turn: int, generation: int,
                      marks: dict[str, float]) -> None:
         """Synthesize pieces in order and send them out; runs beside the LLM stream."""
+        marks["tts_ms"], marks["tts_audio_seconds"] = 0.0, 0.0
         while (piece := await pieces.get()) is not None:
-            marks.setdefault("first_piece_sent", self.clock())
+            sent = self.clock()
+            marks.setdefault("first_piece_sent", sent)
             async for chunk in self.engines.synthesize(piece, turn, generation):
                 if generation != self.generation:
                     return
                 if "first_audio" not in marks:
                     marks["first_audio"] = self.clock()
                     self.set_state(State.SPEAKING)
+                marks["tts_audio_seconds"] += len(chunk.samples) / chunk.sample_rate
                 self.output.write(chunk.samples, chunk.sample_rate)
+            marks["tts_ms"] += (self.clock() - sent) * 1000
 
     def _keep_reply(self, reply: str) -> None:
         if reply.strip():
@@ -202,9 +207,15 @@ class Agent:
         self.set_state(State.LISTENING)
 
 
-def _stage_times(asked: float, ended_at: float, marks: dict[str, float]) -> dict[str, float]:
-    """Milliseconds for each stage that happened; missing marks mean the stage never ran."""
-    out: dict[str, float] = {}
+def _stage_times(asked: float, ended_at: float, marks: dict[str, float],
+                 completion_tokens: int) -> dict[str, float]:
+    """Milliseconds for each stage that happened; missing marks mean the stage never ran.
+    Also the LLM's tokens per second and what the TTS spent for how much speech."""
+    out: dict[str, float] = {k: v for k, v in marks.items()
+                             if k in ("tts_ms", "tts_audio_seconds")}
+    if completion_tokens > 1 and marks.get("last_token", 0) > marks.get("first_token", 0):
+        out["tokens_per_s"] = (completion_tokens - 1) / (marks["last_token"]
+                                                         - marks["first_token"])
     if "first_token" in marks:
         out["llm_first_token"] = (marks["first_token"] - asked) * 1000
     if "first_audio" in marks and "first_piece_sent" in marks:

@@ -41,7 +41,7 @@ from engines.catalog import load_catalog
 from engines.errors import ParleyError
 from engines.model_ref import Kind
 from engines.protocols import ChatMessage
-from engines.resolver import info, pull, resolve
+from engines.resolver import DownloadCancelled, info, pull, resolve
 
 Progress = Callable[[int, int | None], None]
 
@@ -250,6 +250,8 @@ class Controller:
 
         try:
             await asyncio.to_thread(pull, name, report, cancel)
+        except DownloadCancelled:
+            return False  # the user asked for it: not an error
         except ParleyError as err:
             self.publish(ErrorOccurred(err.message, err.hint))
             return False

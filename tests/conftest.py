@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,11 +90,15 @@ def app_loop(qapp: Any) -> Iterator[asyncio.AbstractEventLoop]:
             finally:
                 asyncio.events._set_running_loop(None)
 
+    gc.collect()
     loop = QtLoop(qapp)
     asyncio.set_event_loop(loop)
     yield loop
     loop.close()
     asyncio.set_event_loop(None)
+    # Qt objects left in reference cycles must die here, on the main thread: collected on
+    # an audio or download thread they would leave Qt a dangling timer (a crash later).
+    gc.collect()
 
 
 @pytest.fixture

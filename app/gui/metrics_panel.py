@@ -235,6 +235,7 @@ class MetricsPanel(QWidget):
         metrics = event.metrics_ms
         completion = event.tokens.get("completion", 0)
         first, last = self._deltas.pop(event.turn, (0.0, 0.0))
+        self._deltas = {t: times for t, times in self._deltas.items() if t > event.turn}
         measured = (completion - 1) / (last - first) if completion > 1 and last > first else None
         audio_s = metrics.get("audio_seconds")
         tts_audio_s = metrics.get("tts_audio_seconds")
@@ -274,7 +275,7 @@ class MetricsPanel(QWidget):
             self.stage_bars[name].setOpts(x0=lefts, y=list(range(len(shown))), width=widths)
         self.stage_plot.getAxis("left").setTicks(
             [[(i, f"#{r.turn}") for i, r in enumerate(shown)]])
-        self.stage_plot.setYRange(-0.6, max(len(shown), 3) - 0.4, padding=0)
+        self.stage_plot.setYRange(-0.6, max(len(shown), 2) - 0.4, padding=0)
         self.stage_plot.setXRange(0, max(sum(r.stages.values()) for r in shown) * 1.05 or 1,
                                   padding=0)
         last = shown[0]

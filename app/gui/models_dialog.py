@@ -73,7 +73,7 @@ class ModelsDialog(QDialog):
         self.controller = controller
         self.setWindowTitle("Models")
         self.setModal(False)
-        self.resize(720, 460)
+        self.resize(720, 400)
         self.rows: dict[Kind, list[ModelRow]] = {}
         self.pending: dict[Kind, str] = {}
         """Switches under way, per kind: that kind's buttons wait for them."""
@@ -299,6 +299,9 @@ class ModelsDialog(QDialog):
         assert download is not None
         if not future.cancelled() and future.exception() is None and future.result():
             self._say(f"{download.name} is downloaded. Select it and press Use to switch.")
+        elif download.cancel.is_set():
+            self._say(f"The download of {download.name} was cancelled. Download it again "
+                      "whenever you like.")
         elif download.error is not None:
             self._say(_failure(download.error.message, download.error.hint))
         else:

@@ -33,6 +33,15 @@ def screen() -> Iterator[str]:
     xvfb.wait(10)
 
 
+def ready(db: Path) -> bool:
+    """The window starts its first conversation once the models are loaded."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:  # never creates it
+            return bool(con.execute("SELECT count(*) FROM conversations").fetchone()[0])
+    except sqlite3.Error:
+        return False
+
+
 def test_user_speaks_and_the_window_shows_and_speaks_the_answer(
         pulse: Any, screen: str, tmp_path: Path) -> None:
     question = conversation_wav(tmp_path / "q.wav", ["Why is the sky blue?"], gap_s=0.2)
@@ -45,11 +54,11 @@ def test_user_speaks_and_the_window_shows_and_speaks_the_answer(
                               text=True)
     try:
         db = tmp_path / "data" / "parley.db"
-        deadline = time.monotonic() + 90
-        while not db.exists() and time.monotonic() < deadline:  # the models are loaded
+        deadline = time.monotonic() + 120
+        while not ready(db) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert db.exists(), "the window never opened its conversation store"
-        time.sleep(2.0)
+        assert ready(db), "the window never loaded its models"
+        time.sleep(2.0)  # the microphone opens right after
         recorder = pulse.record_speaker(heard)
         pulse.play_into_mic(question)
         _, err = window.communicate(timeout=180)

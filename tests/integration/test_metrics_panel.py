@@ -151,3 +151,18 @@ def test_the_panel_follows_a_dark_palette_and_every_part_is_reachable_by_keyboar
     # a failed export is said beside the button, not raised into the event loop
     assert panel.export_csv(tmp_path) == 0
     assert "Could not write" in panel.export_status.text()
+
+
+def test_synthesis_time_and_a_reported_decode_rate_are_used_when_the_agent_gives_them(
+        qtbot: Any) -> None:
+    panel = MetricsPanel()
+    qtbot.addWidget(panel)
+    record = panel.add_turn(TurnMetrics(
+        1, "Hi", "Hello!", {"llm_first_token": 200.0, "tts_first_audio": 80.0,
+                            "end_of_speech_to_first_audio": 300.0, "tts_ms": 450.0,
+                            "tts_audio_seconds": 1.5, "tokens_per_s": 31.0},
+        {"prompt": 10, "completion": 4}))
+    assert record.tts_rtf == pytest.approx(0.3)
+    assert record.tokens_per_s == 31.0
+    assert record.stages == {"First token": 200.0, "First audio": 80.0, "Other": 20.0}
+    assert panel.tiles["TTS RTF"].text() == "0.30"
