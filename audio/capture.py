@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from audio.devices import DeviceInfo, import_sounddevice
+from audio.devices import DeviceInfo, open_stream
 from audio.resample import StreamResampler
 from engines.errors import AudioError
 from engines.protocols import Audio
@@ -49,29 +49,8 @@ class Capture:
     def start(self) -> None:
         if self._stream is not None:
             return
-        sd = import_sounddevice()
-        stream = None
-        try:
-            stream = sd.InputStream(
-                device=self.device.index,
-                samplerate=self.device.default_rate,
-                # Stereo at most: devices that report 32 channels (PulseAudio's) only upmix.
-                channels=min(self.device.inputs, 2),
-                dtype="float32",
-                blocksize=round(self.device.default_rate * self.block_ms / 1000),
-                latency="low",
-                callback=self._callback,
-            )
-            stream.start()
-        except sd.PortAudioError as e:
-            if stream is not None:
-                stream.close()
-            raise AudioError(
-                f"Cannot record from {self.device.name}: {e}.",
-                "Check that it is plugged in and not in use, or choose another with "
-                "--input-device.",
-            ) from e
-        self._stream = stream
+        self._stream = open_stream(self.device, "input", self.device.default_rate,
+                                   self.block_ms, self._callback)
 
     def stop(self) -> None:
         stream, self._stream = self._stream, None

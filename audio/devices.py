@@ -7,6 +7,7 @@ empty or stale list for the life of the process.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Literal
@@ -44,6 +45,36 @@ def import_sounddevice() -> ModuleType:
         ) from e
     module: ModuleType = sounddevice  # untyped library: name the type once, here
     return module
+
+
+def open_stream(device: DeviceInfo, direction: Direction, rate: int, block_ms: int,
+                callback: Callable[..., None]) -> Any:
+    """A started low-latency float32 PortAudio stream, or an AudioError in plain words."""
+    sd = import_sounddevice()
+    kind = sd.InputStream if direction == "input" else sd.OutputStream
+    stream = None
+    try:
+        stream = kind(
+            device=device.index,
+            samplerate=rate,
+            # Stereo at most: devices that report 32 channels (PulseAudio's) only upmix.
+            channels=min(device.channels(direction), 2),
+            dtype="float32",
+            blocksize=round(rate * block_ms / 1000),
+            latency="low",
+            callback=callback,
+        )
+        stream.start()
+    except sd.PortAudioError as e:
+        if stream is not None:
+            stream.close()
+        verb, flag = ("record from", "--input-device") if direction == "input" else (
+            "play sound on", "--output-device")
+        raise AudioError(
+            f"Cannot {verb} {device.name}: {e}.",
+            f"Check that it is plugged in and not in use, or choose another with {flag}.",
+        ) from e
+    return stream
 
 
 def rescan() -> None:

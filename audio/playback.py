@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from audio.devices import DeviceInfo, import_sounddevice
+from audio.devices import DeviceInfo, open_stream
 from audio.resample import resample
 from engines.errors import AudioError
 from engines.protocols import Audio
@@ -98,29 +98,8 @@ class Playback:
     def start(self) -> None:
         if self._stream is not None:
             return
-        sd = import_sounddevice()
-        stream = None
-        try:
-            stream = sd.OutputStream(
-                device=self.device.index,
-                samplerate=self.rate,
-                # Stereo at most: devices that report 32 channels (PulseAudio's) only upmix.
-                channels=min(self.device.outputs, 2),
-                dtype="float32",
-                blocksize=round(self.rate * self.block_ms / 1000),
-                latency="low",
-                callback=self._callback,
-            )
-            stream.start()
-        except sd.PortAudioError as e:
-            if stream is not None:
-                stream.close()
-            raise AudioError(
-                f"Cannot play sound on {self.device.name}: {e}.",
-                "Check that it is plugged in and not in use, or choose another with "
-                "--output-device.",
-            ) from e
-        self._stream = stream
+        self._stream = open_stream(self.device, "output", self.rate, self.block_ms,
+                                   self._callback)
 
     def close(self) -> None:
         """Stop the stream (what the device already has still plays out) and drop the rest."""
