@@ -31,9 +31,15 @@ from app.events import (
     UserSaid,
 )
 from app.outputs import SpeakerOutput
-from app.session import Session, agent_settings, engine_options, make_vad, open_session
+from app.session import (
+    Session,
+    agent_settings,
+    endpointer_factory,
+    engine_options,
+    make_vad,
+    open_session,
+)
 from app.storage import Storage
-from app.talk import endpointer_factory
 from app.voice import ListenMode, VoiceLoop
 from audio.devices import DeviceInfo, list_devices, pick_device, rescan
 from audio.playback import Playback

@@ -11,8 +11,8 @@ from pathlib import Path
 from app.config import Config
 from app.events import AgentEvent, TurnMetrics
 from app.outputs import SpeakerOutput
-from app.session import open_session
-from app.talk import endpointer_factory, write_metrics
+from app.session import endpointer_factory, open_session
+from app.talk import write_metrics
 from app.voice import VoiceLoop
 from audio.devices import pick_device
 from audio.playback import Playback

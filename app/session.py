@@ -7,12 +7,14 @@ models the same way and report them the same way.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.agent import Agent, AgentSettings, AudioOutput
 from app.config import Config
 from app.events import AgentEvent, ErrorOccurred
+from audio.endpointing import Endpointer
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
@@ -54,6 +56,19 @@ def print_errors(event: AgentEvent) -> None:
     if isinstance(event, ErrorOccurred):
         hint = f"\n  → {event.hint}" if event.hint else ""
         print(f"parley: {event.message}{hint}", file=sys.stderr, flush=True)
+
+
+def endpointer_factory(config: Config) -> Callable[[], Endpointer]:
+    """Fresh endpointers (one per listening stretch) sharing one loaded VAD."""
+    vad_cfg = config["vad"]
+    vad = make_vad(resolve_model(config, "vad"), config)
+
+    def make() -> Endpointer:
+        return Endpointer(vad, pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
+                          hangover_ms=int(vad_cfg["hangover_ms"]),
+                          min_speech_ms=int(vad_cfg["min_speech_ms"]))
+
+    return make
 
 
 @dataclass

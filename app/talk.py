@@ -11,29 +11,15 @@ import itertools
 import json
 import resource
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from app.config import Config
 from app.events import TurnMetrics
 from app.outputs import WavOutput
-from app.session import Session, make_vad, open_session, resolve_model
-from audio.endpointing import Endpointer, Utterance
+from app.session import Session, endpointer_factory, open_session
+from audio.endpointing import Utterance
 from audio.wav import WavWriter, iter_wav
-
-
-def endpointer_factory(config: Config) -> Callable[[], Endpointer]:
-    """Fresh endpointers (one per listening stretch) sharing one loaded VAD."""
-    vad_cfg = config["vad"]
-    vad = make_vad(resolve_model(config, "vad"), config)
-
-    def make() -> Endpointer:
-        return Endpointer(vad, pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
-                          hangover_ms=int(vad_cfg["hangover_ms"]),
-                          min_speech_ms=int(vad_cfg["min_speech_ms"]))
-
-    return make
 
 
 def peak_rss_mb() -> float:

@@ -31,6 +31,7 @@ from engines.messages import (
     Shutdown,
     Synthesize,
     Transcribe,
+    stage_of,
 )
 from engines.model_ref import Kind, ModelRef
 from engines.protocols import Audio, AudioChunk, ChatMessage, EngineStats, Token, Transcript
@@ -158,9 +159,7 @@ class EngineClient:
         assert self._requests is not None
         inbox: asyncio.Queue[Reply | Failure | WorkerError] = asyncio.Queue()
         self._pending[req.id] = inbox
-        kind: Kind = (req.ref.kind if isinstance(req, Load) else
-                      "stt" if isinstance(req, Transcribe) else
-                      "llm" if isinstance(req, Generate) else "tts")
+        kind = stage_of(req)
         try:
             self._requests.put(req)
             while True:

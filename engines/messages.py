@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engines.model_ref import ModelRef
+from engines.model_ref import Kind, ModelRef
 from engines.protocols import AudioChunk, ChatMessage, EngineStats, Token, Transcript
 
 
@@ -60,6 +60,14 @@ class Shutdown:
 
 
 Request = Load | Transcribe | Generate | Synthesize | Cancel | Shutdown
+StageRequest = Load | Transcribe | Generate | Synthesize
+
+
+def stage_of(req: StageRequest) -> Kind:
+    """Which engine kind (and worker stage) serves a request."""
+    if isinstance(req, Load):
+        return req.ref.kind
+    return "stt" if isinstance(req, Transcribe) else "llm" if isinstance(req, Generate) else "tts"
 
 
 @dataclass(frozen=True)

@@ -29,14 +29,15 @@ from engines.messages import (
     Reply,
     Request,
     Shutdown,
+    StageRequest,
     Synthesize,
     Transcribe,
+    stage_of,
 )
 from engines.model_ref import Kind
 from engines.protocols import Engine, LLMEngine, STTEngine, TTSEngine
 from engines.registry import Registry
 
-StageRequest = Load | Transcribe | Generate | Synthesize
 _NICENESS = 5
 
 
@@ -146,14 +147,8 @@ class _Worker:
                 break
             if isinstance(req, Cancel):
                 self.floor = max(self.floor, req.generation)
-            elif isinstance(req, Load):
-                self.stages[req.ref.kind].inbox.put(req)
-            elif isinstance(req, Transcribe):
-                self.stages["stt"].inbox.put(req)
-            elif isinstance(req, Generate):
-                self.stages["llm"].inbox.put(req)
             else:
-                self.stages["tts"].inbox.put(req)
+                self.stages[stage_of(req)].inbox.put(req)
         for stage in self.stages.values():
             stage.inbox.put(None)
         for stage in self.stages.values():

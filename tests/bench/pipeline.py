@@ -20,8 +20,8 @@ from typing import Any
 
 from app.config import load_config
 from app.sentences import SentenceSplitter
-from app.session import agent_settings, engine_options, resolve_models
-from app.talk import endpointer_factory, talk
+from app.session import agent_settings, endpointer_factory, engine_options, resolve_models
+from app.talk import talk
 from audio.endpointing import Utterance
 from audio.wav import read_wav
 from engines.builtin import default_registry
