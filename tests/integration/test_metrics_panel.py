@@ -47,7 +47,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     loop.run_until_complete(controller.update_settings({"llm": {"max_tokens": 48}}))
 
     # the user asks aloud: the microphone, the endpointer and every engine are real
-    pulse.play_into_mic(conversation_wav(tmp_path / "q.wav", ["Why is the sky blue?"],
+    pulse.play_into_mic(conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"],
                                          gap_s=1.2), wait=False)
     wait_for(loop, lambda: len(panel.turns) == 1, timeout=120)
     # then types a second question
@@ -56,7 +56,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     wait_for(loop, lambda: any(isinstance(e, ProcessUsage) for e in events), timeout=10)
 
     spoken, second = panel.turns
-    assert "sky" in spoken.user_text.lower()
+    assert "moon" in spoken.user_text.lower()
     assert second.user_text == "Hello" and second.metrics_ms == typed.metrics_ms
     # the spoken turn has every stage; the typed one no transcription
     assert list(spoken.stages) == [name for name, _ in STAGES]
