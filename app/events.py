@@ -106,6 +106,50 @@ class MicLevel:
     db: float
 
 
+@dataclass(frozen=True)
+class Interrupted:
+    """The agent stopped speaking before the end of its reply (user speech or Stop).
+
+    `heard_text` is what the user actually heard; it replaces the reply in the history.
+    """
+
+    turn: int
+    heard_text: str
+    by: str
+    """"speech" (barge-in) or "stop" (the Stop button / Esc)."""
+
+
+@dataclass(frozen=True)
+class InterruptionIgnored:
+    """Speech during the reply turned out to hold no words (a cough, a noise): the agent
+    carries on."""
+
+    turn: int
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    name: str
+    limit: int
+    remaining: int
+    reset_seconds: float
+
+
+@dataclass(frozen=True)
+class RateLimitsUpdated:
+    """Cloud mode: the service's current limits (requests, tokens)."""
+
+    limits: tuple[RateLimit, ...]
+
+
+@dataclass(frozen=True)
+class ModeChanged:
+    """The conversation now runs on the local engines ("local") or the cloud ("cloud")."""
+
+    mode: str
+
+
 AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics
               | ErrorOccurred | MicLevel | ModelLoading | ModelChanged | ModelFailed
-              | ProcessUsage | ConversationOpened)
+              | ProcessUsage | ConversationOpened | Interrupted | InterruptionIgnored
+              | RateLimitsUpdated | ModeChanged)
