@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -31,9 +32,17 @@ def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_run(args: argparse.Namespace, config: Config) -> int:
     if not args.headless:
+        if args.cloud:
+            raise ParleyError("Cloud mode runs headless for now.", "Add --headless.")
         from app.gui.app import run_gui
 
         return run_gui(config, args.screenshot, args.max_turns)
+    if args.cloud:
+        from app.live_cloud import run_cloud
+
+        _run(run_cloud(config, args.input_device, args.output_device, args.max_turns,
+                       args.metrics_json))
+        return 0
     from app.live import run_live
 
     _run(run_live(config, args.input_device, args.output_device, args.max_turns,
@@ -54,6 +63,21 @@ def _cmd_selftest(args: argparse.Namespace, config: Config) -> int:
     return int(_run(selftest(config)))
 
 
+def _cmd_cloud(args: argparse.Namespace, config: Config) -> int:
+    from app import apikey
+
+    if args.action == "set-key":
+        key = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass(
+            "OpenAI API key (input hidden): ")
+        apikey.store_key(key)
+        print("Key stored in your system keyring; `parley run --cloud` will use it.")
+    elif apikey.forget_key():
+        print("Key removed from your system keyring.")
+    else:
+        print("No key was stored in your system keyring.")
+    return 0
+
+
 def _cmd_config_path(args: argparse.Namespace, config: Config) -> int:
     print(user_config_path())
     return 0
@@ -69,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("stt", "llm", "tts", "vad"):
         models.add_argument(f"--{kind}", metavar="MODEL", help=f"{kind.upper()} model")
     parser.add_argument("--language", help="spoken language code, or 'auto'")
-    parser.set_defaults(handler=_cmd_run, headless=False, screenshot=None, max_turns=None)
+    parser.set_defaults(handler=_cmd_run, headless=False, screenshot=None, max_turns=None,
+                        cloud=False)
     sub = parser.add_subparsers(dest="command")
 
     talk = sub.add_parser("talk", help="answer the utterances in a WAV file, into a WAV file")
@@ -85,7 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-device", help="speaker: index or part of its name")
     run.add_argument("--max-turns", type=int, help="stop after this many answered turns")
     run.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
+    run.add_argument("--cloud", action="store_true",
+                     help="talk to the OpenAI Realtime API instead of the local models")
     run.set_defaults(handler=_cmd_run)
+
+    cloud = sub.add_parser("cloud", help="the OpenAI API key for cloud mode")
+    cloud.add_argument("action", choices=["set-key", "forget-key"],
+                       help="set-key reads the key from stdin (hidden when typed)")
+    cloud.set_defaults(handler=_cmd_cloud)
 
     chat = sub.add_parser("chat", help="a typed conversation with the same agent")
     chat.add_argument("--speak", action="store_true", help="also speak the replies aloud")

@@ -33,11 +33,16 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def turn_rows(turns: list[TurnMetrics]) -> list[dict[str, Any]]:
+    """Each turn as the metrics JSON shows it, local or cloud."""
+    return [{"turn": t.turn, "user_text": t.user_text, "assistant_text": t.assistant_text,
+             "metrics_ms": {k: round(v, 1) for k, v in t.metrics_ms.items()},
+             "tokens": t.tokens} for t in turns]
+
+
 def metrics_document(turns: list[TurnMetrics], session: Session) -> dict[str, Any]:
     return {
-        "turns": [{"turn": t.turn, "user_text": t.user_text, "assistant_text": t.assistant_text,
-                   "metrics_ms": {k: round(v, 1) for k, v in t.metrics_ms.items()},
-                   "tokens": t.tokens} for t in turns],
+        "turns": turn_rows(turns),
         "models": session.models_report(),
         "worker_restarts": session.engines.restarts,
         "peak_rss_mb": peak_rss_mb(),
