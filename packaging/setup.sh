@@ -30,13 +30,27 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || { echo "setup: creating .venv"; "$PYTHON" -m venv .venv; }
 
-# Reinstall Python dependencies only when pyproject.toml changes; pip's wheel cache keeps
-# the llama.cpp build (minutes on 2 cores) from being repeated even then.
-stamp=".venv/.parley-deps-$(sha256sum pyproject.toml | cut -c1-16)"
+# llama.cpp is compiled for a portable CPU, not -march=native: a native build uses the AMX
+# tiles of CPUs that have them, and decoding then crashes (SIGSEGV, seen on these CI
+# machines); a native build would also not run on another CPU. The wheel is built once per
+# version and flags into a wheelhouse, as pip's own cache ignores CMAKE_ARGS.
+LLAMA=$(grep -o '"llama-cpp-python==[^"]*"' pyproject.toml | tr -d '"')
+CMAKE_ARGS="-DGGML_NATIVE=OFF"
+[ "$(uname -m)" != x86_64 ] || CMAKE_ARGS+=" -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/parley/wheels/$(echo "$LLAMA $CMAKE_ARGS" | sha256sum | cut -c1-12)"
+if ! ls "$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+  echo "setup: compiling llama.cpp ($LLAMA, ~5 min on 2 cores, once)"
+  [ -x .venv/bin/pip ] && .venv/bin/python -m pip install -q --upgrade pip
+  CMAKE_ARGS="$CMAKE_ARGS" .venv/bin/python -m pip wheel -q --no-deps --no-cache-dir \
+    -w "$wheels" "$LLAMA"
+fi
+
+# Reinstall Python dependencies only when pyproject.toml or the llama.cpp build changes.
+stamp=".venv/.parley-deps-$( (cat pyproject.toml; echo "$wheels") | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing Python dependencies (llama.cpp compiles the first time: ~5 min)"
+  echo "setup: installing Python dependencies"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  .venv/bin/python -m pip install -q --find-links "$wheels" -e '.[dev]'
   rm -f .venv/.parley-deps-*
   touch "$stamp"
 fi
