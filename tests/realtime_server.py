@@ -104,6 +104,8 @@ class Scenario:
     """What the "transcription" of each utterance says, in order."""
     replies: list[Reply] = field(default_factory=list)
     """One per response, in order."""
+    api_key: str | None = None
+    """The only key accepted, if set (any bearer key otherwise)."""
 
 
 @dataclass
@@ -147,7 +149,7 @@ class RealtimeServer:
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set_result, None)
         self._thread.join(10)
 
@@ -167,26 +169,27 @@ class RealtimeServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = self._loop.create_future()
-        async with serve(self._serve, "127.0.0.1", 0, process_request=_check_request,
+        async with serve(self._serve, "127.0.0.1", 0, process_request=self._check_request,
                          max_size=None) as server:
             self.port = server.sockets[0].getsockname()[1] if server.sockets else 0
             self._ready.set()
             await self._stop
+
+    def _check_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        """The handshake the real service expects: /v1/realtime?model=…, a bearer key."""
+        if not request.path.startswith("/v1/realtime?") or "model=" not in request.path:
+            return ws.respond(404, f"no such endpoint: {request.path}\n")
+        key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if not key or key == request.headers.get("Authorization") or (
+                self.scenario.api_key is not None and key != self.scenario.api_key):
+            return ws.respond(401, "Incorrect API key provided.\n")
+        return None
 
     async def _serve(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         conn = Connection(dict(ws.request.headers.raw_items()))
         self.connections.append(conn)
         await _Session(self, ws, conn).run()
-
-
-def _check_request(ws: ServerConnection, request: Request) -> Response | None:
-    """The handshake the real service expects: /v1/realtime?model=…, a bearer key."""
-    if not request.path.startswith("/v1/realtime?") or "model=" not in request.path:
-        return ws.respond(404, f"no such endpoint: {request.path}\n")
-    if not request.headers.get("Authorization", "").startswith("Bearer "):
-        return ws.respond(401, "missing API key\n")
-    return None
 
 
 class _Session:

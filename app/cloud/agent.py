@@ -161,7 +161,13 @@ class CloudAgent:
         self.set_state(State.THINKING)
 
     def announce(self, text: str) -> None:
-        """Something a tool wants said later (a timer ran out): the model says it."""
+        """Something a tool wants said later (a timer ran out): the model says it, once
+        the turn under way is over (one response at a time is all the API allows)."""
+        self._spawn(self._announce(text))
+
+    async def _announce(self, text: str) -> None:
+        while self._turn is not None or self._response is not None:
+            await asyncio.sleep(0.1)
         self.link.send({"type": "conversation.item.create",
                         "item": {"type": "message", "role": "system",
                                  "content": [{"type": "input_text",
@@ -192,7 +198,7 @@ class CloudAgent:
             self._close_turn(turn)
         self.set_state(State.LISTENING)
         self.publish(ErrorOccurred(
-            f"The connection to OpenAI dropped ({cause or type(cause).__name__}); "
+            f"Lost the connection to OpenAI ({cause or type(cause).__name__}); "
             f"reconnecting (attempt {attempt} of {self.settings.reconnect_attempts})…",
             "The conversation is restored when it is back; or switch to local mode."))
 

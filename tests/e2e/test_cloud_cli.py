@@ -112,3 +112,15 @@ def test_without_an_api_key_cloud_mode_says_how_to_add_one(pulse: Any, tmp_path:
     assert "Traceback" not in result.stderr
     assert "API key" in result.stderr
     assert "parley cloud set-key" in result.stderr and "OPENAI_API_KEY" in result.stderr
+
+
+def test_set_key_without_a_system_keyring_points_to_the_environment(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHON_KEYRING_BACKEND": _NO_KEYRING,
+           "PARLEY_CONFIG": str(tmp_path / "config.toml")}
+    result = subprocess.run([sys.executable, "-m", "app.cli", "cloud", "set-key"],
+                            input="sk-typed-by-the-user\n", env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "keyring" in result.stderr and "OPENAI_API_KEY" in result.stderr
+    assert "sk-typed-by-the-user" not in result.stderr + result.stdout
+    assert not (tmp_path / "config.toml").exists()
