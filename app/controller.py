@@ -45,7 +45,7 @@ from audio.devices import DeviceInfo, list_devices, pick_device, rescan
 from audio.playback import Playback
 from engines.catalog import load_catalog
 from engines.errors import ParleyError
-from engines.model_ref import Kind
+from engines.model_ref import KINDS, Kind
 from engines.protocols import ChatMessage
 from engines.resolver import DownloadCancelled, info, pull, resolve
 
@@ -208,7 +208,8 @@ class Controller:
 
     # -- models ----------------------------------------------------------------------------
     def models(self, kind: Kind) -> list[ModelRow]:
-        active = self.session.models[kind].name if self.session else ""
+        active = self.session.models[kind].name if self.session else str(
+            self.config["models"][kind])
         rows = []
         for entry in load_catalog().entries(kind):
             details = info(entry.name)
@@ -225,11 +226,18 @@ class Controller:
         return rows
 
     async def switch_model(self, kind: Kind, spec: str) -> bool:
-        """Load `spec` in place of the current `kind` model; on failure the old one stays."""
-        assert self.session is not None
+        """Load `spec` in place of the current `kind` model; on failure the old one stays.
+
+        Before a successful start (a model was missing) the choice is only checked and
+        remembered: the next start loads it."""
         self.publish(ModelLoading(kind, spec))
         try:
             ref = resolve(spec, kind)
+            if self.session is None:
+                self.config["models"][kind] = spec
+                self._save({"models": {kind: spec}})
+                self.publish(ModelChanged(kind, ref.name, 0.0))
+                return True
             if kind == "vad":
                 make_vad(ref, self.config)  # fails here, not in the middle of listening
             else:
@@ -245,6 +253,16 @@ class Controller:
         self.publish(ModelChanged(kind, ref.name, stats.load_seconds if stats else 0.0))
         self._save({"models": {kind: spec}})
         return True
+
+    def missing_models(self) -> list[Kind]:
+        """The kinds whose chosen model cannot be found: what a failed start needs fixed."""
+        missing: list[Kind] = []
+        for kind in KINDS:
+            try:
+                resolve(str(self.config["models"][kind]), kind)
+            except ParleyError:
+                missing.append(kind)
+        return missing
 
     async def pull_model(self, name: str, progress: Progress,
                          cancel: threading.Event) -> bool:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from app.config import Config
 from app.events import AgentEvent, TurnMetrics
-from engines.errors import ParleyError
 
 
 def run_gui(config: Config, screenshot: Path | None = None,
@@ -20,7 +19,7 @@ def run_gui(config: Config, screenshot: Path | None = None,
     for smoke tests of a bundle and for the docs."""
     import qasync
     from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication, QMessageBox
+    from PySide6.QtWidgets import QApplication
 
     from app.controller import Controller
     from app.gui.main_window import MainWindow
@@ -47,11 +46,7 @@ def run_gui(config: Config, screenshot: Path | None = None,
     app.aboutToQuit.connect(on_quit)
 
     async def main() -> int:
-        try:
-            await controller.start()
-        except ParleyError as err:
-            QMessageBox.critical(window, "Parley cannot start",
-                                 f"{err.message}\n\n{err.hint}".strip())
+        if not await window.start():
             return 2
         if max_turns is not None:
             turns = 0

@@ -39,6 +39,11 @@ class Bubble(QFrame):
     def set_text(self, text: str) -> None:
         self.body.setText(text)
 
+    def interrupted(self, heard_text: str) -> None:
+        self.body.setText(f"{heard_text.rstrip()} —" if heard_text.strip() else "—")
+        self.header.setText(self.header.text() + " · <i>interrupted</i>")
+        self.setAccessibleName("Parley said, interrupted")
+
 
 class ConversationView(QScrollArea):
     def __init__(self) -> None:
@@ -97,6 +102,16 @@ class ConversationView(QScrollArea):
         self._streaming.set_text(text)
         self._streaming = None
         QTimer.singleShot(0, self._scroll_to_end)
+
+    def assistant_interrupted(self, heard_text: str) -> None:
+        """The reply was cut short: keep only the words the user heard, marked as cut."""
+        self._repaint.stop()
+        self._pending = ""
+        bubble = self._streaming or next(
+            (b for b in reversed(self.bubbles) if b.role == "assistant"), None)
+        self._streaming = None
+        if bubble is not None:
+            bubble.interrupted(heard_text)
 
     def _flush(self) -> None:
         if self._streaming is not None and self._pending:

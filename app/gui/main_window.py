@@ -32,6 +32,8 @@ from app.events import (
     AssistantDone,
     ConversationOpened,
     ErrorOccurred,
+    Interrupted,
+    InterruptionIgnored,
     MicLevel,
     ModelChanged,
     ModelFailed,
@@ -48,6 +50,7 @@ from app.gui.models_dialog import ModelsDialog
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.theme import apply_theme
 from app.voice import ListenMode
+from engines.errors import ParleyError
 
 _STATE_WORDS = {
     "listening": "Listening", "hearing": "Hearing you…", "transcribing": "Understanding…",
@@ -70,6 +73,8 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Future[Any]] = set()
         self.models_dialog: ModelsDialog | None = None
         self.devices_dialog: DevicesDialog | None = None
+        self._retry: asyncio.Future[bool] | None = None
+        """While a failed start waits for the user to fix the models: True = try again."""
 
         self.conversation = ConversationView()
         self.state_badge = QLabel("Starting…")
@@ -192,9 +197,38 @@ class MainWindow(QMainWindow):
         self.controller.set_muted(muted)
         self.mute.setText("Un&mute" if muted else "&Mute")
 
+    async def start(self) -> bool:
+        """Start the conversation. While a model is missing or broken the window stays:
+        it says what is wrong, opens the model switcher on that kind, and tries again once
+        the user has downloaded or chosen a model (or closed the switcher). False if the
+        user closed the window instead."""
+        while True:
+            try:
+                await self.controller.start()
+                return True
+            except ParleyError as err:
+                self._show_error(err.message, err.hint or
+                                 "Download or choose a model in the window that opened.")
+                self.state_badge.setText("Not started")
+                self._retry = asyncio.get_running_loop().create_future()
+                self.show_models()
+                assert self.models_dialog is not None
+                missing = self.controller.missing_models()
+                if missing:
+                    self.models_dialog.select(missing[0], str(
+                        self.controller.config["models"][missing[0]]))
+                if not await self._retry:
+                    return False
+
+    def _try_start_again(self, go_on: bool = True) -> None:
+        if self._retry is not None and not self._retry.done():
+            self._retry.set_result(go_on)
+
     def show_models(self) -> None:
         if self.models_dialog is None:
             self.models_dialog = ModelsDialog(self.controller, self)
+            self.models_dialog.models_changed.connect(self._try_start_again)
+            self.models_dialog.finished.connect(lambda _: self._try_start_again())
         self.models_dialog.show()
         self.models_dialog.raise_()
 
@@ -253,6 +287,13 @@ class MainWindow(QMainWindow):
             self.conversation.assistant_delta(event.delta)
         elif isinstance(event, AssistantDone):
             self.conversation.assistant_done(event.text)
+        elif isinstance(event, Interrupted):
+            self.conversation.assistant_interrupted(event.heard_text)
+            self.statusBar().showMessage(
+                "Stopped speaking." if event.by == "stop" else "You interrupted; listening.",
+                4000)
+        elif isinstance(event, InterruptionIgnored):
+            self.statusBar().showMessage("That was only a noise; carrying on.", 4000)
         elif isinstance(event, ErrorOccurred):
             self._show_error(event.message, event.hint)
         elif isinstance(event, ModelLoading):
@@ -298,6 +339,7 @@ class MainWindow(QMainWindow):
         self.statusBar().setToolTip(text)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self._try_start_again(False)
         for task in self._tasks:
             task.cancel()
         super().closeEvent(event)

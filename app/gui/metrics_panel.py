@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QColor, QPalette, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.events import AgentEvent, AssistantDelta, ProcessUsage, TurnMetrics
+from app.events import AgentEvent, AssistantDelta, ProcessUsage, RateLimitsUpdated, TurnMetrics
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("Transcribe", "#0072B2"),
@@ -156,11 +156,18 @@ class MetricsPanel(QWidget):
         self.latency_line = self.latency_plot.plot([], [], symbol="o", symbolSize=6)
 
         self.usage_plot = self._plot("CPU use of the window and the engine worker", 90)
+        self.usage_plot.setXRange(-_USAGE_SAMPLES, 0, padding=0.02)
+        self._usage_ceiling = 0.0
         self.gui_cpu_line = self.usage_plot.plot([], [])
         self.worker_cpu_line = self.usage_plot.plot([], [])
         self.usage_label = QLabel("CPU and memory: waiting for the first sample…")
         self.usage_label.setAccessibleName("CPU and memory use")
         self.usage_label.setWordWrap(True)
+
+        self.limits_label = QLabel()
+        self.limits_label.setAccessibleName("Cloud rate limits")
+        self.limits_label.setWordWrap(True)
+        self.limits_label.setVisible(False)
 
         self.table = QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(_COLUMNS))
@@ -188,7 +195,8 @@ class MetricsPanel(QWidget):
         layout.addLayout(tiles)
         for widget in (self._caption("Where the time went"), self.stage_plot, self.legend,
                        self._caption("Latency over turns"), self.latency_plot,
-                       self._caption("Resources"), self.usage_plot, self.usage_label):
+                       self._caption("Resources"), self.usage_plot, self.usage_label,
+                       self.limits_label):
             layout.addWidget(widget)
         layout.addWidget(self.table, 1)
         bottom = QHBoxLayout()
@@ -230,6 +238,8 @@ class MetricsPanel(QWidget):
         elif isinstance(event, ProcessUsage):
             self.usage.append((time.monotonic(), event))
             self._show_usage()
+        elif isinstance(event, RateLimitsUpdated):
+            self._show_limits(event)
 
     def add_turn(self, event: TurnMetrics) -> TurnRecord:
         metrics = event.metrics_ms
@@ -312,15 +322,21 @@ class MetricsPanel(QWidget):
             self.table.removeRow(_TABLE_ROWS)
 
     def _show_usage(self) -> None:
-        latest = self.usage[-1][0]
-        ago = [t - latest for t, _ in self.usage]
+        """Once a second. Repainting the chart is the costliest thing the window does while
+        a turn runs, so a hidden panel only keeps the samples, and the axes move only when
+        the scale must change."""
         samples = [s for _, s in self.usage]
-        self.gui_cpu_line.setData(ago, [s.gui_cpu for s in samples])
-        self.worker_cpu_line.setData(ago, [s.worker_cpu for s in samples])
-        self.usage_plot.setXRange(min(-_USAGE_SAMPLES, ago[0]), 0, padding=0.02)
-        self.usage_plot.setYRange(0, max(100.0, *(s.worker_cpu for s in samples),
-                                         *(s.gui_cpu for s in samples)), padding=0.05)
         now = samples[-1]
+        if self.isVisible():
+            latest = self.usage[-1][0]
+            ago = [t - latest for t, _ in self.usage]
+            self.gui_cpu_line.setData(ago, [s.gui_cpu for s in samples])
+            self.worker_cpu_line.setData(ago, [s.worker_cpu for s in samples])
+            ceiling = max(100.0, *(s.worker_cpu for s in samples),
+                          *(s.gui_cpu for s in samples))
+            if ceiling != self._usage_ceiling:
+                self._usage_ceiling = ceiling
+                self.usage_plot.setYRange(0, ceiling, padding=0.05)
         text = (f"Window: {now.gui_cpu:.0f} % CPU, {now.gui_mb:,.0f} MB  ·  "
                 f"Worker: {now.worker_cpu:.0f} % CPU, {now.worker_mb:,.0f} MB")
         self.usage_label.setText(
@@ -328,6 +344,20 @@ class MetricsPanel(QWidget):
             f' {now.gui_mb:,.0f} MB &nbsp; <span style="color:{_WORKER_COLOUR}">■</span>&nbsp;'
             f"Worker: {now.worker_cpu:.0f} % CPU, {now.worker_mb:,.0f} MB")
         self.usage_plot.setAccessibleDescription(text + " (CPU: % of one core, last minute).")
+
+    def _show_limits(self, event: RateLimitsUpdated) -> None:
+        """Cloud mode: how much of each limit is left, so a slowdown is no surprise."""
+        parts = [f"{limit.name}: {limit.remaining:,} of {limit.limit:,} left"
+                 + (f", resets in {limit.reset_seconds:.0f} s" if limit.reset_seconds else "")
+                 for limit in event.limits]
+        self.limits_label.setText("Cloud limits — " + "; ".join(parts) if parts else "")
+        self.limits_label.setVisible(bool(parts))
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """Catch up with the samples taken while hidden."""
+        super().showEvent(event)
+        if self.usage:
+            self._show_usage()
 
     # -- palette ---------------------------------------------------------------------------
     def changeEvent(self, event: QEvent) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -67,6 +67,9 @@ class _Download:
 
 class ModelsDialog(QDialog):
     """One tab per kind; Use switches, Download pulls, Add local file loads any file."""
+
+    models_changed = Signal()
+    """A model was downloaded or switched to: a start that failed can be tried again."""
 
     def __init__(self, controller: Controller, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -251,10 +254,12 @@ class ModelsDialog(QDialog):
         self._update_buttons()
         self._say(_loading(kind, spec))  # at once: the loop may take a moment to start it
 
-        def done(_: asyncio.Future[bool]) -> None:
+        def done(future: asyncio.Future[bool]) -> None:
             """The selection follows the model in use, so the user sees which it is."""
             self.pending.pop(kind, None)
             self.refresh()
+            if not future.cancelled() and future.exception() is None and future.result():
+                self.models_changed.emit()
             self._select_row(kind, next(r.name for r in self.rows[kind] if r.active))
 
         return self._start(self.controller.switch_model(kind, spec), done)
@@ -299,6 +304,7 @@ class ModelsDialog(QDialog):
         assert download is not None
         if not future.cancelled() and future.exception() is None and future.result():
             self._say(f"{download.name} is downloaded. Select it and press Use to switch.")
+            self.models_changed.emit()
         elif download.cancel.is_set():
             self._say(f"The download of {download.name} was cancelled. Download it again "
                       "whenever you like.")

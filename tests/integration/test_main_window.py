@@ -67,3 +67,71 @@ def test_mute_and_stop_speaking_reach_the_agent(controller: Any, qtbot: Any) -> 
     generation = controller.agent.generation
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert controller.agent.generation == generation + 1
+
+
+def test_a_missing_model_keeps_the_window_open_and_the_switcher_fixes_it(
+        pulse: Any, user_dirs: Path, app_loop: Any, qtbot: Any) -> None:
+    """Starting with a language model that is not on disk: the window says so, opens the
+    model switcher on the LLM tab, and once the user picks an installed model, Parley
+    starts and answers."""
+    import asyncio
+
+    from app.config import load_config
+    from app.controller import Controller
+    from app.storage import Storage, default_db_path
+
+    storage = Storage(default_db_path())
+    controller = Controller(load_config({"models": {"llm": str(user_dirs / "gone.gguf")}}),
+                            storage)
+    controller.loop = app_loop  # type: ignore[attr-defined]
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        started = asyncio.ensure_future(window.start(), loop=app_loop)
+        wait(controller, qtbot, lambda: window.models_dialog is not None
+             and window.models_dialog.isVisible())
+        dialog = window.models_dialog
+        assert dialog is not None and not started.done()
+        assert "gone.gguf" in window.statusBar().currentMessage()
+        assert window.state_badge.text() == "Not started"
+        assert dialog.current_kind() == "llm"
+        assert dialog.select("llm", "smollm2-135m-instruct")
+        dialog.use_selected()
+        wait(controller, qtbot, started.done, 120)
+        assert started.result() is True and controller.session is not None
+        assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+        qtbot.keyClicks(window.input, "What is a cat?")
+        qtbot.keyClick(window.input, Qt.Key.Key_Return)
+        wait(controller, qtbot, lambda: len(window.conversation.bubbles) == 2
+             and window.state_badge.text() == "Listening")
+    finally:
+        app_loop.run_until_complete(controller.close())
+        storage.close()
+
+
+def test_closing_the_window_while_a_model_is_missing_ends_the_start(
+        user_dirs: Path, app_loop: Any, qtbot: Any) -> None:
+    import asyncio
+
+    from app.config import load_config
+    from app.controller import Controller
+    from app.storage import Storage, default_db_path
+
+    storage = Storage(default_db_path())
+    controller = Controller(load_config({"models": {"tts": str(user_dirs / "no-voice.onnx")}}),
+                            storage)
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    started = asyncio.ensure_future(window.start(), loop=app_loop)
+
+    async def close_when_asked() -> None:
+        while window.models_dialog is None or not window.models_dialog.isVisible():
+            await asyncio.sleep(0.05)
+        assert window.models_dialog.current_kind() == "tts"
+        window.close()
+
+    app_loop.run_until_complete(asyncio.wait_for(close_when_asked(), 60))
+    assert app_loop.run_until_complete(asyncio.wait_for(started, 10)) is False
+    storage.close()
