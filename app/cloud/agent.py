@@ -52,7 +52,7 @@ from app.events import (
     UserSaid,
 )
 from app.tools import Timers, default_tools
-from engines.protocols import ChatMessage
+from engines.protocols import Audio, ChatMessage
 
 
 @dataclass
@@ -67,8 +67,6 @@ class _Turn:
     tokens: dict[str, int] = field(default_factory=dict)
     calls: list[tuple[str, str, str]] = field(default_factory=list)
     """(call_id, name, arguments) the current response asked for."""
-    reply_at: int | None = None
-    """Index of this turn's reply in the history, once it is there."""
 
 
 class CloudAgent:
@@ -123,7 +121,7 @@ class CloudAgent:
         for task in list(self._tasks):
             task.cancel()
 
-    def hear(self, block: Any, captured_at: float) -> None:
+    def hear(self, block: Audio, captured_at: float) -> None:
         """A 16 kHz microphone block (on the loop thread); dropped while disconnected."""
         audio, samples = self._mic.encode(block)
         if samples and self.link.send({"type": "input_audio_buffer.append", "audio": audio}):
@@ -131,7 +129,13 @@ class CloudAgent:
             self._sent.append((self._sent_ms, captured_at))
 
     async def say(self, text: str) -> TurnMetrics | None:
-        """A typed turn, answered aloud; None if it was interrupted or failed."""
+        """A typed turn, answered aloud (an interrupted answer as far as it was heard);
+        None if it failed."""
+        if not self.link.connected.is_set():
+            self.publish(ErrorOccurred("Not connected to OpenAI right now, so that was not sent.",
+                                       "Wait for the connection to come back, or switch "
+                                       "to local mode."))
+            return None
         self._cut("stop")
         turn = self._begin(self.clock())
         self._user_said(turn, text.strip())
@@ -193,8 +197,8 @@ class CloudAgent:
 
     def _on_drop(self, attempt: int, cause: Exception) -> None:
         turn = self._turn
-        if turn is not None:
-            self._keep_heard(turn, self.player.stop())
+        if turn is not None:  # like a failed local turn: the history keeps what was heard
+            self._keep(_heard_part(turn.reply, self.player.stop(), "first_audio" in turn.marks))
             self._close_turn(turn)
         self.set_state(State.LISTENING)
         self.publish(ErrorOccurred(
@@ -296,11 +300,6 @@ class CloudAgent:
                       or response.status)
             self.publish(describe(f"the reply stopped early ({reason})",
                                   error.code if error else None))
-        reply = turn.reply.strip()
-        self.publish(AssistantDone(turn.number, reply))
-        if reply:
-            turn.reply_at = len(self.history)
-            self.history.append(ChatMessage("assistant", reply))
         self._spawn(self._settle(turn))
 
     async def _run_tools(self, calls: list[tuple[str, str, str]]) -> None:
@@ -315,14 +314,24 @@ class CloudAgent:
         """The turn ends when its reply has been played (as in local mode)."""
         while self.player.sounding:
             await asyncio.sleep(0.02)
-        if turn is not self._turn:
-            return
-        result = TurnMetrics(turn.number, turn.user_text, turn.reply.strip(),
-                             _stage_times(turn), dict(turn.tokens))
+        if turn is self._turn:  # not cut short meanwhile
+            self.publish(AssistantDone(turn.number, turn.reply.strip()))
+            self._finish(turn, turn.reply.strip())
+
+    def _finish(self, turn: _Turn, reply: str) -> None:
+        """A turn answered (in full, or as far as the user let it): the history keeps the
+        reply as heard, and its metrics are published."""
+        self._keep(reply)
+        result = TurnMetrics(turn.number, turn.user_text, reply, _stage_times(turn),
+                             dict(turn.tokens))
         self.turns.append(result)
         self.publish(result)
         self._close_turn(turn, result)
         self.set_state(State.LISTENING)
+
+    def _keep(self, reply: str) -> None:
+        if reply:
+            self.history.append(ChatMessage("assistant", reply))
 
     def _close_turn(self, turn: _Turn, result: TurnMetrics | None = None) -> None:
         if not turn.done.done():
@@ -344,19 +353,9 @@ class CloudAgent:
         if cut is not None:
             self.link.send({"type": "conversation.item.truncate", "item_id": cut.item_id,
                             "content_index": 0, "audio_end_ms": cut.played_ms})
-        heard = self._keep_heard(turn, cut)
-        self.publish(Interrupted(turn.number, heard, by))
-        self._close_turn(turn)
-
-    def _keep_heard(self, turn: _Turn, cut: Cut | None) -> str:
-        """What the user heard of the reply replaces the reply in the history."""
         heard = _heard_part(turn.reply, cut, "first_audio" in turn.marks)
-        if turn.reply_at is not None:
-            del self.history[turn.reply_at]
-        if heard:
-            turn.reply_at = len(self.history)
-            self.history.append(ChatMessage("assistant", heard))
-        return heard
+        self.publish(Interrupted(turn.number, heard, by))
+        self._finish(turn, heard)
 
     def _captured_at(self, audio_ms: float) -> float:
         """When the microphone captured the sample at `audio_ms` of this session's audio."""

@@ -75,7 +75,7 @@ def test_talking_over_the_reply_stops_it_where_the_user_heard_it(
                     speaking = threading.Thread(target=pulse.play_into_mic,
                                                 args=(interruption,))
                     speaking.start()
-                    while len(agent.turns) < 1:  # the answer to the interruption
+                    while len(agent.turns) < 2:  # the answer to the interruption
                         await asyncio.sleep(0.05)
                     await asyncio.to_thread(speaking.join)
             finally:
@@ -114,4 +114,5 @@ def test_talking_over_the_reply_stops_it_where_the_user_heard_it(
     heard = interrupted[0].heard_text
     assert heard and _STORY.startswith(heard) and len(heard) < len(_STORY)
     assert [m.content for m in agent.history if m.role == "assistant"] == [heard, "Okay."]
-    assert agent.turns[0].user_text == "Wait, stop."
+    assert [(t.user_text, t.assistant_text) for t in agent.turns] == [
+        ("Tell me about the sea.", heard), ("Wait, stop.", "Okay.")]

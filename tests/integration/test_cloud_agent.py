@@ -22,6 +22,7 @@ from app.cloud.settings import CloudSettings, cloud_settings
 from app.config import load_config
 from app.events import (
     AgentEvent,
+    AssistantDone,
     ErrorOccurred,
     Interrupted,
     RateLimitsUpdated,
@@ -201,7 +202,6 @@ def test_the_stop_button_cancels_the_reply_and_keeps_what_was_heard(serve: Any) 
             return result, events, agent
 
     result, events, agent = asyncio.run(story())
-    assert result is None
     received = server.connections[0].received
     kinds = [e["type"] for e in received]
     assert "response.cancel" in kinds  # the server does not cancel on its own for Stop
@@ -214,6 +214,9 @@ def test_the_stop_button_cancels_the_reply_and_keeps_what_was_heard(serve: Any) 
     assert len(interrupted) == 1 and interrupted[0].by == "stop"
     heard = interrupted[0].heard_text
     assert heard and _STORY.startswith(heard) and len(heard) < len(_STORY) / 2
+    # the turn counts, as far as it was heard, and only that is remembered
+    assert result is not None and result.assistant_text == heard
+    assert not any(isinstance(e, AssistantDone) for e in events)
     assert agent.history[-1].role == "assistant" and agent.history[-1].content == heard
 
 
@@ -308,3 +311,18 @@ def test_when_the_service_stays_away_it_gives_up_and_says_so(serve: Any) -> None
     retries = [e.message for e in events if isinstance(e, ErrorOccurred)]
     assert [("attempt 1 of 2" in m, "attempt 2 of 2" in m) for m in retries] == [
         (True, False), (False, True)]
+
+
+def test_typing_while_disconnected_says_it_was_not_sent(serve: Any) -> None:
+    serve(Scenario())
+    events: list[AgentEvent] = []
+
+    async def story() -> TurnMetrics | None:
+        agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"), cloud_settings(load_config()),
+                           Playback(pick_device(None, "output")))
+        agent.subscribe(events.append)
+        return await asyncio.wait_for(agent.say("Anyone there?"), 5)  # run() never started
+
+    assert asyncio.run(story()) is None
+    errors = [e for e in events if isinstance(e, ErrorOccurred)]
+    assert len(errors) == 1 and "not sent" in errors[0].message
