@@ -2,7 +2,8 @@
 
 The GUI, the headless CLI and the tests drive this same object and subscribe to the same
 events. Each turn streams the LLM reply through a sentence splitter into TTS, so the first
-words are spoken while the rest is still being generated.
+words are spoken while the rest is still being generated. A reply can be cut short (Stop,
+or the user talking over it); the history then keeps only the words the user heard.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.events import (
@@ -19,12 +20,16 @@ from app.events import (
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
+    Interrupted,
+    InterruptionIgnored,
     State,
     StateChanged,
     TurnMetrics,
     UserSaid,
 )
 from app.sentences import SentenceSplitter
+from audio.bargein import DuplexSettings, has_words
+from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
 from engines.protocols import Audio, ChatMessage, Transcript
@@ -39,7 +44,20 @@ class AudioOutput(Protocol):
         """Return once everything written has been played (or stored)."""
 
     def flush(self) -> None:
-        """Drop whatever has not been played yet."""
+        """Drop whatever has not been played yet (and end a pause)."""
+
+    def pause(self) -> None:
+        """Play silence but keep what is queued: the user may be interrupting."""
+
+    def resume(self) -> None:
+        """Carry on where `pause` stopped."""
+
+    def played_seconds(self) -> float:
+        """Running total of the seconds written that have gone out to the listener."""
+
+    @property
+    def far_end(self) -> FarEnd | None:
+        """What went out into the room, for echo cancellation; None when nothing does."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,51 @@ class AgentSettings:
     temperature: float = 0.7
     first_piece_min_chars: int = 10
     first_piece_max_words: int = 6
+    duplex: DuplexSettings = field(default_factory=DuplexSettings)
+    """Whether, and how, the user can talk over a reply."""
+
+
+class Spoken:
+    """Which text each stretch of a reply's audio voices, to tell which words were heard."""
+
+    def __init__(self) -> None:
+        self.pieces: list[tuple[float, float, str]] = []
+        """(start, end, text) in seconds of the reply's audio."""
+        self.seconds = 0.0
+
+    def begin(self, text: str) -> None:
+        """The audio added from now on voices `text`."""
+        self.pieces.append((self.seconds, self.seconds, text))
+
+    def add(self, seconds: float) -> None:
+        start, _, text = self.pieces[-1]
+        self.seconds += seconds
+        self.pieces[-1] = (start, self.seconds, text)
+
+    def heard(self, seconds: float) -> str:
+        """The words within the first `seconds`: whole pieces, then the share of the
+        current piece's words that its played share of audio carries."""
+        words: list[str] = []
+        for start, end, text in self.pieces:
+            if end == start:  # no audio for it yet
+                continue
+            if seconds >= end:
+                words += text.split()
+            elif seconds > start:
+                piece = text.split()
+                words += piece[:int(len(piece) * (seconds - start) / (end - start))]
+        return " ".join(words)
+
+
+@dataclass
+class _Reply:
+    """The reply being spoken, and where its audio starts in the output's running total."""
+
+    turn: int
+    starts_at: float
+    spoken: Spoken = field(default_factory=Spoken)
+    heard_text: str | None = None
+    """Set when the reply was interrupted: the only part of it that counts."""
 
 
 class Agent:
@@ -64,6 +127,7 @@ class Agent:
         self._turns = 0
         self._subscribers: list[Callable[[AgentEvent], None]] = []
         self._one_turn_at_a_time = asyncio.Lock()
+        self._reply: _Reply | None = None
         self.turns: list[TurnMetrics] = []
         """Every completed turn's metrics, for reports."""
         engines.on_restart = lambda err: self.publish(ErrorOccurred(err.message, err.hint))
@@ -81,11 +145,55 @@ class Agent:
             self.state = state
             self.publish(StateChanged(state))
 
-    def interrupt(self) -> None:
-        """Stop speaking now: newer generation, worker told to drop older work, audio flushed."""
+    def interrupt(self, by: str = "stop") -> None:
+        """Stop speaking now: newer generation, worker told to drop older work, audio flushed,
+        and the reply cut to the words heard. `by` is "stop" (a command) or "speech".
+
+        What the device was already given still plays out, so it counts as heard.
+        """
+        reply = self._reply
+        if reply is not None and reply.heard_text is None:
+            played = max(0.0, self.output.played_seconds() - reply.starts_at)
+            reply.heard_text = reply.spoken.heard(played)
+            self.publish(Interrupted(reply.turn, reply.heard_text, by))
         self.generation += 1
         self.engines.cancel(self.generation)
         self.output.flush()
+
+    def hold(self) -> None:
+        """The user may be talking over the reply: silence it, but let the LLM and TTS go on
+        so that nothing is lost if it was only a cough (`barge_in` decides)."""
+        self.output.pause()
+
+    def carry_on(self) -> None:
+        """Resume a held reply: it was not an interruption after all."""
+        self.output.resume()
+
+    async def barge_in(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
+        """Speech heard during a reply (held since it began). With words in it, it
+        interrupts the reply and is answered; without, the reply carries on."""
+        reply = self._reply
+        started = self.clock()
+        try:
+            transcript = await self._transcribe(audio, reply.turn if reply else self._turns,
+                                                self.generation)
+        except ParleyError as err:
+            self.carry_on()
+            self.publish(ErrorOccurred(err.message, err.hint))
+            return None
+        text = transcript.text.strip() if transcript is not None else ""
+        if not has_words(text):
+            self.carry_on()
+            if reply is not None:
+                self.publish(InterruptionIgnored(reply.turn))
+            return None
+        assert transcript is not None
+        self.interrupt("speech")
+        metrics = {"stt": (self.clock() - started) * 1000,
+                   "audio_seconds": transcript.audio_seconds}
+        async with self._one_turn_at_a_time:
+            self._turns += 1
+            return await self._answer(self._turns, self.generation, text, ended_at, metrics)
 
     async def hear(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
         """One spoken turn. `ended_at` is the clock time of the user's last voiced sample."""
@@ -137,7 +245,9 @@ class Agent:
         asked = self.clock()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         marks: dict[str, float] = {}
-        speaker = asyncio.create_task(self._speak(pieces, turn, generation, marks))
+        current = self._reply = _Reply(turn, self.output.played_seconds())
+        speaker = asyncio.create_task(self._speak(pieces, turn, generation, marks,
+                                                  current.spoken))
         splitter = SentenceSplitter(self.settings.first_piece_min_chars,
                                     self.settings.first_piece_max_words)
         reply, tokens = "", {"prompt": 0, "completion": 0}
@@ -168,12 +278,12 @@ class Agent:
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await speaker
-            self._keep_reply(reply)
+            self._keep_reply(current, reply)
             self._fail(err)
             return None
-        reply = reply.strip()
-        self._keep_reply(reply)
-        self.publish(AssistantDone(turn, reply))
+        reply = self._keep_reply(current, reply)
+        if current.heard_text is None:
+            self.publish(AssistantDone(turn, reply))
         metrics.update(_stage_times(asked, ended_at, marks, tokens["completion"]))
         result = TurnMetrics(turn, user_text, reply, metrics, tokens)
         self.turns.append(result)
@@ -182,25 +292,35 @@ class Agent:
         return result
 
     async def _speak(self, pieces: asyncio.Queue[str | None], turn: int, generation: int,
-                     marks: dict[str, float]) -> None:
+                     marks: dict[str, float], spoken: Spoken) -> None:
         """Synthesize pieces in order and send them out; runs beside the LLM stream."""
         marks["tts_ms"], marks["tts_audio_seconds"] = 0.0, 0.0
         while (piece := await pieces.get()) is not None:
             sent = self.clock()
             marks.setdefault("first_piece_sent", sent)
+            spoken.begin(piece)
             async for chunk in self.engines.synthesize(piece, turn, generation):
                 if generation != self.generation:
                     return
                 if "first_audio" not in marks:
                     marks["first_audio"] = self.clock()
                     self.set_state(State.SPEAKING)
-                marks["tts_audio_seconds"] += len(chunk.samples) / chunk.sample_rate
+                seconds = len(chunk.samples) / chunk.sample_rate
+                marks["tts_audio_seconds"] += seconds
+                spoken.add(seconds)
                 self.output.write(chunk.samples, chunk.sample_rate)
             marks["tts_ms"] += (self.clock() - sent) * 1000
 
-    def _keep_reply(self, reply: str) -> None:
-        if reply.strip():
-            self.history.append(ChatMessage("assistant", reply.strip()))
+    def _keep_reply(self, current: _Reply, reply: str) -> str:
+        """Add the reply to the history, or only its heard part if it was interrupted;
+        returns what was kept. The reply can no longer be interrupted."""
+        self._reply = None
+        if current.heard_text is not None:
+            reply = current.heard_text
+        reply = reply.strip()
+        if reply:
+            self.history.append(ChatMessage("assistant", reply))
+        return reply
 
     def _fail(self, err: ParleyError) -> None:
         self.publish(ErrorOccurred(err.message, err.hint))

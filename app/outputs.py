@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from audio.echo import FarEnd
 from audio.playback import Playback
 from audio.wav import WavWriter
 from engines.protocols import Audio
@@ -30,31 +31,64 @@ class SpeakerOutput:
         if self.playback is not None:
             self.playback.flush()
 
+    def pause(self) -> None:
+        if self.playback is not None:
+            self.playback.pause()
 
-class WavOutput:
+    def resume(self) -> None:
+        if self.playback is not None:
+            self.playback.resume()
+
+    def played_seconds(self) -> float:
+        return self.playback.played_seconds if self.playback is not None else 0.0
+
+    @property
+    def far_end(self) -> FarEnd | None:
+        return self.playback.far_end if self.playback is not None else None
+
+
+class _Unheard:
+    """An output nobody listens to live: everything written counts as played at once,
+    nothing can be paused, and nothing echoes back into a microphone."""
+
+    far_end: FarEnd | None = None
+
+    def __init__(self) -> None:
+        self._written = 0.0
+
+    def write(self, samples: Audio, sample_rate: int) -> None:
+        self._written += len(samples) / sample_rate
+
+    def played_seconds(self) -> float:
+        return self._written
+
+    def flush(self) -> None:
+        """Nothing is still playing to drop."""
+
+    def pause(self) -> None:
+        """Nothing plays live to hold back."""
+
+    def resume(self) -> None:
+        """Nothing was held back."""
+
+
+class WavOutput(_Unheard):
     """Stores the agent's voice in a WAV file."""
 
     def __init__(self, writer: WavWriter) -> None:
+        super().__init__()
         self.writer = writer
 
     def write(self, samples: Audio, sample_rate: int) -> None:
+        super().write(samples, sample_rate)
         self.writer.write(samples, sample_rate)
 
     async def drain(self) -> None:
         self.writer.silence(_GAP_SECONDS)
 
-    def flush(self) -> None:
-        """A file has nothing still playing to drop."""
 
-
-class SilentOutput:
+class SilentOutput(_Unheard):
     """Discards the voice: text-only chat."""
 
-    def write(self, samples: Audio, sample_rate: int) -> None:
-        del samples, sample_rate
-
     async def drain(self) -> None:
-        return None
-
-    def flush(self) -> None:
         return None

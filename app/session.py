@@ -7,14 +7,13 @@ models the same way and report them the same way.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.agent import Agent, AgentSettings, AudioOutput
 from app.config import Config
 from app.events import AgentEvent, ErrorOccurred
-from audio.endpointing import Endpointer
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
@@ -31,7 +30,14 @@ def engine_options(kind: Kind, config: Config) -> dict[str, Any]:
 def agent_settings(config: Config) -> AgentSettings:
     llm = config["llm"]
     return AgentSettings(system_prompt=llm["system_prompt"], max_tokens=int(llm["max_tokens"]),
-                         temperature=float(llm["temperature"]))
+                         temperature=float(llm["temperature"]),
+                         duplex=duplex_settings(config))
+
+
+def duplex_settings(config: Config) -> DuplexSettings:
+    duplex = config["duplex"]
+    return DuplexSettings(DuplexMode(duplex["mode"]), int(duplex["min_speech_ms"]),
+                          float(duplex["gate_dbfs"]))
 
 
 def resolve_model(config: Config, kind: Kind) -> ModelRef:
@@ -58,17 +64,13 @@ def print_errors(event: AgentEvent) -> None:
         print(f"parley: {event.message}{hint}", file=sys.stderr, flush=True)
 
 
-def endpointer_factory(config: Config) -> Callable[[], Endpointer]:
-    """Fresh endpointers (one per listening stretch) sharing one loaded VAD."""
+def endpointer_factory(config: Config) -> Endpointers:
+    """Fresh endpointers (one per listening stretch or reply) sharing one loaded VAD."""
     vad_cfg = config["vad"]
-    vad = make_vad(resolve_model(config, "vad"), config)
-
-    def make() -> Endpointer:
-        return Endpointer(vad, pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
-                          hangover_ms=int(vad_cfg["hangover_ms"]),
-                          min_speech_ms=int(vad_cfg["min_speech_ms"]))
-
-    return make
+    return Endpointers(make_vad(resolve_model(config, "vad"), config),
+                       pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
+                       hangover_ms=int(vad_cfg["hangover_ms"]),
+                       min_speech_ms=int(vad_cfg["min_speech_ms"]))
 
 
 @dataclass

@@ -1,30 +1,44 @@
-"""Microphone → endpointer → Agent: hands-free or push-to-talk, with mute. No Qt.
+"""Microphone → echo canceller → endpointer → Agent: hands-free or push-to-talk, with mute.
+No Qt.
 
-Half-duplex: audio heard while the agent is busy is dropped and the endpointer starts
-afresh, so the agent never answers its own voice (full duplex with echo cancellation is
-a later step). Blocks arrive from the PortAudio thread and are handed to the loop.
+While the agent listens, one endpointer cuts the user's turns. While it thinks or speaks,
+another one listens for the user talking over it (barge-in, see `audio.bargein`): its
+first confirmed speech holds the reply, and its utterance goes to `Agent.barge_in`, which
+interrupts or resumes. The agent's own voice is removed first by echo cancellation (mode
+"aec"); in "half-duplex" mode what is heard while the agent is busy is dropped instead.
+Blocks arrive from the PortAudio thread and are handed to the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine
 from enum import StrEnum
+from typing import Any, Literal
 
 import numpy as np
 
 from app.agent import Agent
 from app.events import MicLevel, State, TurnMetrics
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.capture import Capture
 from audio.devices import DeviceInfo
+from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from engines.protocols import Audio
+
+log = logging.getLogger(__name__)
 
 _SAMPLE_RATE = 16000
 _LEVEL_EVERY_S = 0.05
 _LISTENING = (State.LISTENING, State.HEARING)
+_REPLYING = (State.THINKING, State.SPEAKING)
+
+Stretch = Literal["turn", "reply"]
+"""What an endpointer listens for: the user's turn, or the user talking over a reply."""
 
 
 class ListenMode(StrEnum):
@@ -33,15 +47,19 @@ class ListenMode(StrEnum):
 
 
 class VoiceLoop:
-    def __init__(self, agent: Agent, make_endpointer: Callable[[], Endpointer]) -> None:
+    def __init__(self, agent: Agent, make_endpointer: Endpointers) -> None:
         self.agent = agent
         self.make_endpointer = make_endpointer
         self.mode = ListenMode.HANDS_FREE
         self.muted = False
         self._held: list[Audio] | None = None
         self._heard: asyncio.Queue[tuple[Audio, float]] = asyncio.Queue()
-        self._utterances: asyncio.Queue[tuple[Audio, float]] = asyncio.Queue()
+        self._finished: asyncio.Queue[asyncio.Task[TurnMetrics | None]] = asyncio.Queue()
+        self._turns: set[asyncio.Task[TurnMetrics | None]] = set()
         self._last_level = 0.0
+        self._echo: EchoCanceller | None = None
+        self._echo_far: FarEnd | None = None
+        self._echo_missing = False
 
     # -- commands (from the GUI or the CLI) ------------------------------------------------
     def press_to_talk(self) -> None:
@@ -53,7 +71,7 @@ class VoiceLoop:
     def release_to_talk(self) -> None:
         held, self._held = self._held, None
         if held:
-            self._utterances.put_nowait((np.concatenate(held), time.perf_counter()))
+            self._start(self.agent.hear(np.concatenate(held), time.perf_counter()))
 
     # -- the loop --------------------------------------------------------------------------
     async def run(self, mic: DeviceInfo, max_turns: int | None = None) -> list[TurnMetrics]:
@@ -66,51 +84,114 @@ class VoiceLoop:
         turns: list[TurnMetrics] = []
         with Capture(mic, on_audio):
             listener = asyncio.create_task(self._listen())
-            utterance: asyncio.Future[tuple[Audio, float]] | None = None
+            finished: asyncio.Future[asyncio.Task[TurnMetrics | None]] | None = None
             try:
                 while max_turns is None or len(turns) < max_turns:
-                    utterance = asyncio.ensure_future(self._utterances.get())
-                    await asyncio.wait({utterance, listener},
+                    finished = asyncio.ensure_future(self._finished.get())
+                    await asyncio.wait({finished, listener},
                                        return_when=asyncio.FIRST_COMPLETED)
-                    if not utterance.done():  # the listener died: say why, don't hang
-                        utterance.cancel()
+                    if not finished.done():  # the listener died: say why, don't hang
+                        finished.cancel()
                         listener.result()
-                    audio, ended_at = utterance.result()
-                    result = await self.agent.hear(audio, ended_at)
+                    result = finished.result().result()
                     if result is not None:
                         turns.append(result)
             finally:
                 listener.cancel()
-                if utterance is not None:
-                    utterance.cancel()
+                if finished is not None:
+                    finished.cancel()
+                for task in self._turns:
+                    task.cancel()
         return turns
 
+    def _start(self, turn: Coroutine[Any, Any, TurnMetrics | None]) -> None:
+        """Run a turn beside the listener (which must keep hearing barge-ins meanwhile);
+        `run` collects it when it ends."""
+        task = asyncio.ensure_future(turn)
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)
+        task.add_done_callback(self._finished.put_nowait)
+
     async def _listen(self) -> None:
-        """Every block: level meter, push-to-talk recording, or VAD endpointing while the
-        agent listens. What is heard while the agent is busy is dropped."""
-        endpointer, position = self.make_endpointer(), 0
+        """Every block: level meter, push-to-talk recording, or endpointing: of the user's
+        turn while the agent listens, of a barge-in while it replies (unless half-duplex)."""
+        endpointer: Endpointer | None = None
+        stretch: Stretch | None = None
+        position = 0
+        holding = False
         while True:
             block, arrived = await self._heard.get()
             self._report_level(block, arrived)
-            if self.muted:
+            duplex = self.agent.settings.duplex
+            heard = self._cancel_echo(block, arrived, duplex)
+            wanted = self._stretch(duplex)
+            if wanted != stretch:
+                if holding:  # the barge-in was cut off (mute, Stop): let the reply go on
+                    self.agent.carry_on()
+                    holding = False
+                stretch, position = wanted, 0
+                endpointer = self._endpointer(wanted, duplex)
+            if endpointer is None:
                 continue
-            if self._held is not None:
-                self._held.append(block)
-                continue
-            if self.mode != ListenMode.HANDS_FREE or self.agent.state not in _LISTENING:
-                if position:
-                    endpointer, position = self.make_endpointer(), 0
-                continue
-            position += len(block)
-            for event in endpointer.push(block):
+            position += len(heard)
+            for event in endpointer.push(heard):
                 if isinstance(event, SpeechStarted):
-                    self.agent.user_started_speaking()
+                    if stretch == "reply":
+                        self.agent.hold()
+                        holding = True
+                    else:
+                        self.agent.user_started_speaking()
                 elif isinstance(event, Utterance):
                     # the last voiced sample was heard (stream end - its position) before
                     ended_at = arrived - (position / _SAMPLE_RATE - event.end_s)
-                    self._utterances.put_nowait((event.audio, ended_at))
-                    endpointer, position = self.make_endpointer(), 0
+                    if stretch == "reply":
+                        self._start(self.agent.barge_in(event.audio, ended_at))
+                        holding = False
+                    else:
+                        self._start(self.agent.hear(event.audio, ended_at))
+                    stretch = None  # a fresh endpointer for whatever comes next
                     break
+
+    def _stretch(self, duplex: DuplexSettings) -> Stretch | None:
+        if self.muted or self._held is not None or self.mode != ListenMode.HANDS_FREE:
+            return None
+        if self.agent.state in _LISTENING:
+            return "turn"
+        if self.agent.state in _REPLYING and duplex.mode != DuplexMode.HALF_DUPLEX:
+            return "reply"
+        return None
+
+    def _endpointer(self, stretch: Stretch | None, duplex: DuplexSettings
+                    ) -> Endpointer | None:
+        if stretch == "turn":
+            return self.make_endpointer()
+        if stretch == "reply":
+            return self.make_endpointer.during_reply(self._effective(duplex))
+        return None
+
+    def _effective(self, duplex: DuplexSettings) -> DuplexSettings:
+        """AEC mode without a working canceller listens like the vad-threshold mode."""
+        if duplex.mode == DuplexMode.AEC and self._echo is None:
+            return DuplexSettings(DuplexMode.VAD_THRESHOLD, duplex.min_speech_ms,
+                                  duplex.gate_dbfs)
+        return duplex
+
+    def _cancel_echo(self, block: Audio, arrived: float, duplex: DuplexSettings) -> Audio:
+        """The block with the speaker's echo removed (mode "aec"), else as it came. The
+        canceller runs while the agent listens too, so it stays converged between replies."""
+        if duplex.mode != DuplexMode.AEC:
+            self._echo, self._echo_far = None, None
+            return block
+        far = self.agent.output.far_end
+        if far is not self._echo_far:  # first block, or a new speaker
+            self._echo_far = far
+            self._echo = None
+            if far is not None and not self._echo_missing:
+                self._echo = make_echo_canceller(far)
+                self._echo_missing = self._echo is None
+        if self._echo is None:
+            return block
+        return self._echo.process(block, arrived - len(block) / _SAMPLE_RATE)
 
     def _report_level(self, block: Audio, now: float) -> None:
         if now - self._last_level < _LEVEL_EVERY_S or not len(block):

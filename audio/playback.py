@@ -1,13 +1,16 @@
 """Speaker output that can be interrupted mid-word and knows how much was actually played.
 
 A callback-mode stream pulls from a queue we own, so `write` never blocks the agent,
-`flush` silences speech within one block (barge-in), and the callback's own count of
-samples handed to the device tells which words the user has heard.
+`pause` and `flush` silence speech within one block (barge-in), and the callback's own
+count of samples handed to the device tells which words the user has heard. Every block
+handed to the device, silence included, also goes to `far_end`: the echo canceller's
+reference.
 """
 
 from __future__ import annotations
 
 import threading
+import time as clock
 from collections import deque
 from types import TracebackType
 from typing import Any
@@ -16,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from audio.devices import DeviceInfo, open_stream
+from audio.echo import FarEnd
 from audio.resample import resample
 from engines.errors import AudioError
 from engines.protocols import Audio
@@ -44,7 +48,10 @@ class Playback:
         self._played = 0
         self._idle = threading.Event()
         self._idle.set()
+        self._paused = False
         self._stream: Any = None
+        self.far_end = FarEnd(self.rate)
+        """What the device was given and when, for echo cancellation."""
 
     @property
     def played_samples(self) -> int:
@@ -88,12 +95,21 @@ class Playback:
             self._idle.clear()
 
     def flush(self) -> None:
-        """Drop everything not yet played: stop speaking now."""
+        """Drop everything not yet played, and any pause: stop speaking now."""
         with self._lock:
+            self._paused = False
             self._queue.clear()
             self._offset = 0
             self._queued = 0
             self._idle.set()
+
+    def pause(self) -> None:
+        """Play silence but keep what is queued: the user may be interrupting."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Carry on from where `pause` stopped."""
+        self._paused = False
 
     def start(self) -> None:
         if self._stream is not None:
@@ -115,7 +131,7 @@ class Playback:
             self.underflows += 1
         n = 0
         with self._lock:
-            while n < frames and self._queue:
+            while n < frames and self._queue and not self._paused:
                 head = self._queue[0]
                 take = min(frames - n, head.size - self._offset)
                 outdata[n:n + take] = head[self._offset:self._offset + take, None]
@@ -129,6 +145,7 @@ class Playback:
             if not self._queue and not self._idle.is_set():
                 self._idle.set()
         outdata[n:] = 0
+        self.far_end.push(outdata[:, 0], clock.perf_counter())
 
     def __enter__(self) -> Playback:
         self.start()

@@ -1,0 +1,93 @@
+"""When the user may talk over the agent, and what counts as really doing so.
+
+While the agent replies, the microphone still hears it (through echo cancellation, or not
+at all in half-duplex). A separate endpointer listens then: `min_speech_ms` of voice
+pauses the reply (a cough is shorter), and the finished utterance interrupts it only if
+the STT finds words in it (`has_words`); otherwise the reply resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from audio.endpointing import Endpointer
+from engines.protocols import Audio, EngineStats, VADEngine
+
+
+class DuplexMode(StrEnum):
+    AEC = "aec"
+    """Echo cancellation removes the agent's voice; the user can interrupt any time."""
+    VAD_THRESHOLD = "vad-threshold"
+    """No echo cancellation: during a reply only loud voice (above `gate_dbfs`) counts."""
+    HALF_DUPLEX = "half-duplex"
+    """The microphone is ignored while the agent is busy (headsets off, echo-proof)."""
+
+
+@dataclass(frozen=True)
+class DuplexSettings:
+    mode: DuplexMode = DuplexMode.AEC
+    min_speech_ms: int = 200
+    """Voice needed during a reply before it pauses: shorter sounds (coughs) never do."""
+    gate_dbfs: float = -30.0
+    """vad-threshold mode: quieter frames are taken for the agent's own echo."""
+
+
+class LoudnessGate:
+    """A VAD that also demands loudness: the speaker's echo is usually quieter than a user
+    talking into the microphone, so without echo cancellation this keeps most of it out."""
+
+    def __init__(self, vad: VADEngine, floor_dbfs: float) -> None:
+        self._vad = vad
+        self._floor = 10 ** (floor_dbfs / 20)
+        self.sample_rate = vad.sample_rate
+        self.frame_samples = vad.frame_samples
+
+    @property
+    def stats(self) -> EngineStats:
+        return self._vad.stats
+
+    def load(self) -> None:
+        self._vad.load()
+
+    def close(self) -> None:
+        self._vad.close()
+
+    def is_speech(self, frame: Audio) -> bool:
+        loud = math.sqrt(float(np.mean(np.square(frame)))) >= self._floor
+        return loud and self._vad.is_speech(frame)
+
+
+@dataclass(frozen=True)
+class Endpointers:
+    """Fresh endpointers sharing one loaded VAD: one per listening stretch (call it), and
+    one per reply to hear the user barge in (`during_reply`)."""
+
+    vad: VADEngine
+    pre_roll_ms: int = 300
+    hangover_ms: int = 600
+    min_speech_ms: int = 200
+
+    def __call__(self) -> Endpointer:
+        return Endpointer(self.vad, pre_roll_ms=self.pre_roll_ms,
+                          hangover_ms=self.hangover_ms, min_speech_ms=self.min_speech_ms)
+
+    def during_reply(self, duplex: DuplexSettings) -> Endpointer:
+        vad: VADEngine = self.vad
+        if duplex.mode == DuplexMode.VAD_THRESHOLD:
+            vad = LoudnessGate(self.vad, duplex.gate_dbfs)
+        return Endpointer(vad, pre_roll_ms=self.pre_roll_ms, hangover_ms=self.hangover_ms,
+                          min_speech_ms=duplex.min_speech_ms)
+
+
+_ANNOTATIONS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+"""What Whisper writes for non-speech: [cough], (laughs), *sigh*."""
+
+
+def has_words(text: str) -> bool:
+    """Whether a transcript holds anything said, rather than silence or a noise label."""
+    return re.search(r"\w", _ANNOTATIONS.sub("", text)) is not None

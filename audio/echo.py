@@ -1,0 +1,150 @@
+"""Acoustic echo cancellation: remove what the speaker played from what the microphone hears.
+
+The reference ("far end") must be exactly what went to the speaker, lined up in time with
+the capture. `FarEnd` keeps the last seconds of the speaker's signal at 16 kHz on the
+`time.perf_counter` clock (the playback callback writes it); `EchoCanceller` reads it in
+lockstep with the microphone and runs WebRTC's AEC3 (pywebrtc-audio) on 10 ms frames.
+
+Both streams are stamped when their callback runs, not when PortAudio guesses the sound
+reaches the air: the reference then *leads* the echo by the two device latencies plus the
+acoustic path, which AEC3's own delay estimator finds. A reference that lagged the echo
+could not be cancelled at all, so a lead is the safe side to err on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from audio.resample import StreamResampler
+from engines.protocols import Audio
+
+log = logging.getLogger(__name__)
+
+RATE = 16000
+FRAME = RATE // 100
+"""AEC3 works on 10 ms frames."""
+_RESYNC_S = 0.06
+"""Re-anchor the reference when the clocks drift further apart than this."""
+_MAX_WAIT = 8
+"""Frames of microphone held back waiting for their reference before silence is used
+instead (the speaker stream stopped)."""
+
+
+class FarEnd:
+    """A ring of the speaker's signal at 16 kHz, written from the playback thread.
+
+    Sample `i` of the stream went to the device at `anchor_time + (i - anchor_index) / RATE`;
+    the anchor moves with every block, so slow drift between the device clock and ours is
+    followed.
+    """
+
+    def __init__(self, rate: int, seconds: float = 3.0) -> None:
+        self._resampler = StreamResampler(rate, RATE)
+        self._rate = rate
+        self._ring = np.zeros(round(seconds * RATE), dtype=np.float32)
+        self._written = 0
+        self._pushed = 0
+        """Device-rate samples pushed so far."""
+        self._anchor: tuple[float, float] | None = None
+        """(16 kHz index, perf_counter time) of the latest block's first sample."""
+        self._lock = threading.Lock()
+
+    def push(self, block: Audio, played_at: float) -> None:
+        """Add the mono block (at the device rate) handed to the device at `played_at`."""
+        out = self._resampler.process(block)
+        with self._lock:
+            self._anchor = (self._pushed * RATE / self._rate, played_at)
+            self._pushed += len(block)
+            size = len(self._ring)
+            out = out[-size:]
+            start = self._written % size
+            first = min(len(out), size - start)
+            self._ring[start:start + first] = out[:first]
+            self._ring[:len(out) - first] = out[first:]
+            self._written += len(out)
+
+    @property
+    def written(self) -> int:
+        """Samples of the stream written so far (the resampler holds a few back)."""
+        return self._written
+
+    def index_at(self, t: float) -> int | None:
+        """The stream index of what was played at time `t`; None before any playback."""
+        with self._lock:
+            if self._anchor is None:
+                return None
+            index, at = self._anchor
+        return round(index + (t - at) * RATE)
+
+    def read(self, start: int, n: int) -> Audio:
+        """Samples [start, start + n) of the stream; silence where none is kept (yet)."""
+        out = np.zeros(n, dtype=np.float32)
+        with self._lock:
+            size = len(self._ring)
+            lo, hi = max(start, self._written - size), min(start + n, self._written)
+            if hi > lo:
+                out[lo - start:hi - start] = self._ring[np.arange(lo, hi) % size]
+        return out
+
+
+class _Processor(Protocol):
+    def process(self, near: Audio, far: Audio) -> Audio: ...
+
+
+class EchoCanceller:
+    """Feed microphone blocks (16 kHz, any length) with the time their first sample was
+    captured; get the echo-cancelled signal back, in 10 ms frames.
+
+    A frame whose reference the speaker's callback has not delivered yet is held back
+    (up to `_MAX_WAIT` frames): cancelling against a made-up silent reference would teach
+    AEC3 a wrong echo path.
+    """
+
+    def __init__(self, far: FarEnd, processor: _Processor) -> None:
+        self.far = far
+        self._processor = processor
+        self._near = np.zeros(0, dtype=np.float32)
+        self._cursor: int | None = None
+        """Stream index of the far end that goes with the next near sample."""
+
+    def process(self, near: Audio, captured_at: float) -> Audio:
+        start = captured_at - len(self._near) / RATE
+        target = self.far.index_at(start)
+        if target is not None and (self._cursor is None
+                                   or abs(self._cursor - target) > _RESYNC_S * RATE):
+            if self._cursor is not None:
+                log.debug("echo reference re-anchored by %d samples", target - self._cursor)
+            self._cursor = target
+        x = np.concatenate([self._near, near])
+        frames = len(x) // FRAME
+        if self._cursor is not None:
+            ready = (self.far.written - self._cursor) // FRAME
+            frames = max(min(frames, ready), frames - _MAX_WAIT)
+        self._near = x[max(frames, 0) * FRAME:]
+        out = []
+        for i in range(frames):
+            if self._cursor is None:
+                far = np.zeros(FRAME, dtype=np.float32)
+            else:
+                far = self.far.read(self._cursor, FRAME)
+                self._cursor += FRAME
+            out.append(self._processor.process(x[i * FRAME:(i + 1) * FRAME], far))
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def make_echo_canceller(far: FarEnd, noise_suppression: bool = False) -> EchoCanceller | None:
+    """AEC3 from pywebrtc-audio, or None (with a warning) when it cannot be loaded."""
+    try:
+        from pywebrtc_audio import AudioProcessor
+    except ImportError as e:
+        log.warning("Echo cancellation is unavailable (%s); barge-in falls back to a "
+                    "stricter voice detector while Parley speaks. Install pywebrtc-audio "
+                    "to fix this.", e)
+        return None
+    processor = AudioProcessor(RATE, echo_cancellation=True,
+                               noise_suppression=noise_suppression, high_pass_filter=True)
+    return EchoCanceller(far, processor)

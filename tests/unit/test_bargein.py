@@ -1,0 +1,230 @@
+"""Talking over the agent: what counts as an interruption, and what the history keeps.
+
+The Agent runs for real here; only the engines (scripted replies, one second of audio per
+spoken piece) and the speaker (the test decides how much has been played) are stand-ins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.agent import Agent, AgentSettings, Spoken
+from app.events import AgentEvent, Interrupted, InterruptionIgnored, State, UserSaid
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers, LoudnessGate, has_words
+from audio.echo import FarEnd
+from audio.endpointing import SpeechStarted
+from engines.model_ref import ModelRef
+from engines.protocols import Audio, AudioChunk, Token, Transcript
+from engines.vad_webrtc import WebRtcVAD
+from tests.speech import espeak
+
+RATE = 16000
+MOON = "The moon is far away. It is about three hundred thousand kilometres from us."
+SUN = "The sun is a star."
+
+
+class ScriptedEngines:
+    """Transcribes to the next scripted text; answers each user line from `replies`."""
+
+    def __init__(self, heard: list[str], replies: dict[str, str]) -> None:
+        self.heard = heard
+        self.replies = replies
+        self.cancelled: list[int] = []
+        self.on_restart = None
+
+    async def transcribe(self, audio: Audio, turn: int, generation: int) -> Transcript:
+        return Transcript(self.heard.pop(0), "en", len(audio) / RATE)
+
+    async def generate(self, messages: list[object], turn: int, generation: int,
+                       max_tokens: int, temperature: float) -> AsyncIterator[Token]:
+        user = messages[-1].content  # type: ignore[attr-defined]
+        for word in self.replies[user].split(" "):
+            yield Token(word + " ")
+            await asyncio.sleep(0)
+        yield Token("", done=True, prompt_tokens=5, completion_tokens=5)
+
+    async def synthesize(self, text: str, turn: int, generation: int
+                         ) -> AsyncIterator[AudioChunk]:
+        yield AudioChunk(np.zeros(RATE, dtype=np.float32), RATE)
+
+    def cancel(self, generation: int) -> None:
+        self.cancelled.append(generation)
+
+
+class Speaker:
+    """An output whose playing the test moves forward by hand."""
+
+    far_end: FarEnd | None = None
+
+    def __init__(self) -> None:
+        self.written = 0.0
+        self.played = 0.0
+        self.paused = False
+
+    def write(self, samples: Audio, sample_rate: int) -> None:
+        self.written += len(samples) / sample_rate
+
+    async def drain(self) -> None:
+        while self.played < self.written:
+            await asyncio.sleep(0.005)
+
+    def flush(self) -> None:
+        self.written, self.paused = self.played, False
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+
+    def played_seconds(self) -> float:
+        return self.played
+
+
+def make_agent(heard: list[str]) -> tuple[Agent, Speaker, list[AgentEvent]]:
+    speaker, events = Speaker(), []
+    engines = ScriptedEngines(heard, {"How far is the moon?": MOON,
+                                      "Tell me about the sun.": SUN})
+    agent = Agent(engines, speaker, AgentSettings("Be brief."))  # type: ignore[arg-type]
+    agent.subscribe(events.append)
+    return agent, speaker, events
+
+
+async def until(condition: object) -> None:
+    for _ in range(2000):
+        if condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("timed out")
+
+
+async def both_pieces_sent(agent: Agent, speaker: Speaker) -> None:
+    await until(lambda: agent.state == State.SPEAKING and speaker.written >= 2.0)
+
+
+def test_speech_with_words_interrupts_and_the_history_keeps_only_what_was_heard() -> None:
+    async def story() -> None:
+        agent, speaker, events = make_agent(["How far is the moon?", "Tell me about the sun."])
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        speaker.played = 1.5  # all of piece one, half of piece two (4 of its 9 words)
+        agent.hold()
+        assert speaker.paused
+        second = asyncio.create_task(agent.barge_in(np.zeros(RATE, np.float32), 0.0))
+        await until(lambda: first.done() and agent.state == State.SPEAKING)  # the answer
+        speaker.played = speaker.written
+        await first
+        answer = await second
+        assert answer is not None and answer.assistant_text == SUN
+        interrupted = [e for e in events if isinstance(e, Interrupted)]
+        assert interrupted == [Interrupted(1, "The moon is far away. It is about three", "speech")]
+        assert [e.text for e in events if isinstance(e, UserSaid)] == [
+            "How far is the moon?", "Tell me about the sun."]
+        assert [(m.role, m.content) for m in agent.history[1:]] == [
+            ("user", "How far is the moon?"),
+            ("assistant", "The moon is far away. It is about three"),
+            ("user", "Tell me about the sun."),
+            ("assistant", SUN)]
+        assert agent.turns[0].assistant_text == "The moon is far away. It is about three"
+
+    asyncio.run(asyncio.wait_for(story(), 10))
+
+
+@pytest.mark.parametrize("noise", ["", "(coughs)", " [BLANK_AUDIO] "])
+def test_a_cough_pauses_the_reply_which_then_carries_on_to_the_end(noise: str) -> None:
+    async def story() -> None:
+        agent, speaker, events = make_agent(["How far is the moon?", noise])
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        speaker.played = 0.4
+        agent.hold()
+        assert await agent.barge_in(np.zeros(RATE // 4, np.float32), 0.0) is None
+        assert not speaker.paused
+        speaker.played = speaker.written
+        result = await first
+        assert result is not None and result.assistant_text == MOON
+        assert [e for e in events if isinstance(e, InterruptionIgnored)] == [
+            InterruptionIgnored(1)]
+        assert not [e for e in events if isinstance(e, Interrupted)]
+        assert agent.history[-1].content == MOON
+
+    asyncio.run(asyncio.wait_for(story(), 10))
+
+
+def test_stop_cuts_the_reply_to_the_words_heard() -> None:
+    async def story() -> None:
+        agent, speaker, events = make_agent(["How far is the moon?"])
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        speaker.played = 0.5
+        agent.interrupt()
+        result = await first
+        assert [e for e in events if isinstance(e, Interrupted)] == [
+            Interrupted(1, "The moon", "stop")]
+        assert result is not None and result.assistant_text == "The moon"
+        assert agent.history[-1].content == "The moon"
+        assert agent.state == State.LISTENING
+
+    asyncio.run(asyncio.wait_for(story(), 10))
+
+
+def test_played_audio_maps_back_to_whole_pieces_and_a_share_of_the_current_one() -> None:
+    spoken = Spoken()
+    spoken.begin("Hello there.")
+    spoken.add(1.0)
+    spoken.begin("One two three four.")
+    spoken.add(1.0)
+    spoken.add(1.0)
+    spoken.begin("Not synthesized yet.")
+    assert spoken.heard(0.0) == ""
+    assert spoken.heard(0.6) == "Hello"
+    assert spoken.heard(1.0) == "Hello there."
+    assert spoken.heard(2.0) == "Hello there. One two"
+    assert spoken.heard(3.5) == "Hello there. One two three four."
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Stop.", True), ("wait", True), ("", False), ("  ", False), ("...", False),
+    ("(coughs)", False), ("[BLANK_AUDIO]", False), ("*sigh*", False),
+    ("(laughs) okay", True),
+])
+def test_only_a_transcript_with_words_counts_as_talking(text: str, words: bool) -> None:
+    assert has_words(text) is words
+
+
+def vad() -> WebRtcVAD:
+    v = WebRtcVAD(ModelRef("webrtcvad", "vad", "webrtcvad", Path()), {"aggressiveness": 2})
+    v.load()
+    return v
+
+
+def test_quiet_sound_does_not_pass_the_loudness_gate() -> None:
+    speech = espeak("Hello there, how are you today?")
+    speech = 0.1 * speech / np.sqrt(np.mean(speech**2))
+    gate = LoudnessGate(vad(), floor_dbfs=-30)
+    frames = [speech[i:i + 480] for i in range(0, len(speech) - 480, 480)]
+    loud = sum(gate.is_speech(f) for f in frames)
+    quiet = sum(gate.is_speech(f * 0.05) for f in frames)  # 26 dB down
+    assert loud > len(frames) // 3
+    assert quiet == 0
+
+
+@pytest.mark.parametrize("mode", [DuplexMode.AEC, DuplexMode.VAD_THRESHOLD])
+def test_during_a_reply_a_short_sound_is_ignored_and_speech_pauses_it(mode: DuplexMode) -> None:
+    endpointers = Endpointers(vad())
+    duplex = DuplexSettings(mode, min_speech_ms=300)
+    speech = espeak("Hold on, I have another question.")
+    speech = (0.1 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)
+    silence = np.zeros(RATE, dtype=np.float32)
+    cough = speech[int(0.2 * RATE):int(0.35 * RATE)]  # 150 ms of voice
+    short = endpointers.during_reply(duplex)
+    assert not any(isinstance(e, SpeechStarted) for e in short.push(
+        np.concatenate([silence, cough, silence])))
+    started = [e for e in endpointers.during_reply(duplex).push(
+        np.concatenate([silence, speech, silence])) if isinstance(e, SpeechStarted)]
+    assert len(started) == 1 and 0.9 < started[0].at_s < 1.4
