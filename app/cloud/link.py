@@ -20,6 +20,8 @@ from websockets.exceptions import InvalidStatus, WebSocketException
 from engines.errors import ParleyError
 
 _DROPS = (OSError, TimeoutError, WebSocketException, OpenAIError)
+_FIRST_DELAY_S, _MAX_DELAY_S = 0.5, 8.0
+"""Backoff between attempts: 0.5 s, 1 s, 2 s, … at most 8 s."""
 
 
 class CloudError(ParleyError):
@@ -30,8 +32,7 @@ class Link:
     def __init__(self, client: AsyncOpenAI, model: str, attempts: int,
                  on_open: Callable[[bool], Awaitable[None]],
                  on_event: Callable[[RealtimeServerEvent], None],
-                 on_drop: Callable[[int, Exception], None], first_delay: float = 0.5,
-                 max_delay: float = 8.0) -> None:
+                 on_drop: Callable[[int, Exception], None]) -> None:
         self.client = client
         self.model = model
         self.attempts = attempts
@@ -40,8 +41,6 @@ class Link:
         self.on_event = on_event
         self.on_drop = on_drop
         """Called with the attempt number (1…) and the cause before each retry."""
-        self.first_delay = first_delay
-        self.max_delay = max_delay
         self.connected = asyncio.Event()
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None
         self._heard = False
@@ -80,7 +79,7 @@ class Link:
                                  f"after {self.attempts} attempts.",
                                  "Check the network, or switch back to local mode.")
             self.on_drop(failures, cause)
-            await asyncio.sleep(min(self.first_delay * 2 ** (failures - 1), self.max_delay))
+            await asyncio.sleep(min(_FIRST_DELAY_S * 2 ** (failures - 1), _MAX_DELAY_S))
 
     async def _serve(self, conn: Any, reconnecting: bool) -> None:
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
