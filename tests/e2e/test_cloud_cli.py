@@ -97,9 +97,9 @@ def test_a_spoken_question_is_answered_aloud_by_the_cloud(
     assert 0 < turn["metrics_ms"]["end_of_speech_to_first_audio"] < 5000
     assert doc["rate_limits"][0]["name"] == "requests"
 
-    # the whole reply came out of the speaker
+    # the whole reply came out of the speaker (a busy machine may stretch it a little)
     reply_seconds = next(iter(server.played.values())).size / RATE
-    assert abs(sounding_seconds(heard) - reply_seconds) < 0.3
+    assert reply_seconds - 0.3 < sounding_seconds(heard) < reply_seconds + 1.0
 
 
 def test_without_an_api_key_cloud_mode_says_how_to_add_one(pulse: Any, tmp_path: Path
