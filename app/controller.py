@@ -174,12 +174,17 @@ class Controller:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._voice_task
             self._voice_task = None
-        if self._playback is not None:
-            self._output.playback = None
-            self._playback.close()
-            self._playback = None
-        with contextlib.suppress(ParleyError):  # no PortAudio: pick_device says so below
-            rescan()
+        old, self._playback = self._playback, None
+        self._output.playback = None
+
+        def close_and_rescan() -> None:
+            """Tens of milliseconds each: kept off the loop so the window stays smooth."""
+            if old is not None:
+                old.close()
+            with contextlib.suppress(ParleyError):  # no PortAudio: pick_device says so below
+                rescan()
+
+        await asyncio.to_thread(close_and_rescan)
         try:
             self.speaker = pick_device(speaker, "output")
             self._playback = Playback(self.speaker)
@@ -190,7 +195,8 @@ class Controller:
             self.publish(ErrorOccurred(err.message, err.hint))
         try:
             self.mic = pick_device(mic, "input")
-            self.voice = VoiceLoop(self.agent, endpointer_factory(self.config))
+            make_endpointer = await asyncio.to_thread(endpointer_factory, self.config)
+            self.voice = VoiceLoop(self.agent, make_endpointer)
             self._voice_task = asyncio.create_task(self._listen(self.mic))
         except ParleyError as err:
             self.mic = None

@@ -1,6 +1,7 @@
 """`make bench` (part 2): does the window's event loop ever stall?
 
-A 5 ms QTimer samples the Qt loop while the real window loads its models, answers typed
+A 5 ms QTimer samples the Qt loop while the real window loads its models, opens the
+microphone and speaker (a private PulseAudio server, as on a desktop), answers typed
 turns, switches the LLM and reloads the voice. Any gap beyond the timer period is time
 the window could not repaint or react. Reports max and p99 of those gaps per phase.
 """
@@ -26,6 +27,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    from tests.pulse import PulseAudio
+
+    with PulseAudio():
+        measure()
+
+
+def measure() -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     os.environ["PARLEY_CONFIG"] = str(tmp / "config.toml")
