@@ -32,11 +32,9 @@ def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_run(args: argparse.Namespace, config: Config) -> int:
     if not args.headless:
-        if args.cloud:
-            raise ParleyError("Cloud mode runs headless for now.", "Add --headless.")
         from app.gui.app import run_gui
 
-        return run_gui(config, args.screenshot, args.max_turns)
+        return run_gui(config, args.screenshot, args.max_turns, cloud=args.cloud)
     if args.cloud:
         from app.live_cloud import run_cloud
 
@@ -111,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-turns", type=int, help="stop after this many answered turns")
     run.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
     run.add_argument("--cloud", action="store_true",
-                     help="talk to the OpenAI Realtime API instead of the local models")
+                     help="talk to the OpenAI Realtime API instead of the local models "
+                          "(the window starts in cloud mode)")
     run.set_defaults(handler=_cmd_run)
 
     cloud = sub.add_parser("cloud", help="the OpenAI API key for cloud mode")

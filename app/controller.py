@@ -2,7 +2,8 @@
 
 The GUI renders the events this publishes (through the Agent's event bus) and calls these
 methods; tests drive the same object. It owns the session (worker + Agent), the voice
-loop on the chosen devices, the conversation store and the user's settings.
+loop on the chosen devices, the conversation store and the user's settings, and moves the
+conversation between the local engines and the cloud (the OpenAI Realtime API).
 """
 
 from __future__ import annotations
@@ -11,22 +12,29 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import psutil
+from openai import AsyncOpenAI
 
 from app.agent import Agent
+from app.apikey import load_key
+from app.cloud.agent import CloudAgent
+from app.cloud.settings import cloud_settings
+from app.cloud.voice import CloudVoice
 from app.config import Config, save_user_settings
 from app.events import (
     AgentEvent,
     ConversationOpened,
     ErrorOccurred,
+    ModeChanged,
     ModelChanged,
     ModelFailed,
     ModelLoading,
     ProcessUsage,
+    StateChanged,
     TurnMetrics,
     UserSaid,
 )
@@ -86,6 +94,11 @@ class Controller:
         self._subscribers: list[Callable[[AgentEvent], None]] = []
         self.mic: DeviceInfo | None = None
         self.speaker: DeviceInfo | None = None
+        self.cloud: CloudAgent | None = None
+        """The cloud conversation while in cloud mode (it shares the local Agent's history)."""
+        self.cloud_voice: CloudVoice | None = None
+        self._cloud_task: asyncio.Task[None] | None = None
+        self._muted = False
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -126,6 +139,7 @@ class Controller:
         self._tasks.append(asyncio.create_task(self._sample_usage()))
 
     async def close(self) -> None:
+        await self._close_cloud()
         for task in [*self._tasks, self._voice_task]:
             if task is not None:
                 task.cancel()
@@ -136,28 +150,113 @@ class Controller:
         if self.session is not None:
             await self.session.close()
 
-    # -- talking ---------------------------------------------------------------------------
+    # -- talking (to whichever mode is active) ----------------------------------------------
+    @property
+    def mode(self) -> str:
+        """"cloud" or "local", as ModeChanged says."""
+        return "cloud" if self.cloud is not None else "local"
+
     async def send_text(self, text: str) -> TurnMetrics | None:
-        return await self.agent.say(text) if text.strip() else None
+        if not text.strip():
+            return None
+        return await (self.cloud or self.agent).say(text)
 
     def stop_speaking(self) -> None:
-        self.agent.interrupt()
+        (self.cloud or self.agent).interrupt()
 
     def set_muted(self, muted: bool) -> None:
-        if self.voice is not None:
-            self.voice.muted = muted
+        self._muted = muted
+        for voice in (self.voice, self.cloud_voice):
+            if voice is not None:
+                voice.muted = muted
 
     def set_mode(self, mode: ListenMode) -> None:
+        """Local mode's listening; the cloud's turn detection is a cloud setting."""
         if self.voice is not None:
             self.voice.mode = mode
 
     def press_to_talk(self) -> None:
-        if self.voice is not None:
-            self.voice.press_to_talk()
+        voice = self.cloud_voice if self.cloud is not None else self.voice
+        if voice is not None:
+            voice.press_to_talk()
 
     def release_to_talk(self) -> None:
-        if self.voice is not None:
-            self.voice.release_to_talk()
+        voice = self.cloud_voice if self.cloud is not None else self.voice
+        if voice is not None:
+            voice.release_to_talk()
+
+    # -- cloud mode ------------------------------------------------------------------------
+    async def set_cloud(self, on: bool) -> bool:
+        """Move the current conversation to the OpenAI Realtime API (on) or back to the
+        local engines, at any time; the history goes both ways. False when cloud mode
+        cannot start (no key, no speaker): the reason is published and local mode stays.
+
+        Connecting happens in the background; if the key is refused or the connection is
+        lost for good, the error is published and the conversation comes back to local."""
+        if on == (self.cloud is not None):
+            return True
+        if not on:
+            await self._stop_cloud()
+            return True
+        try:
+            settings = cloud_settings(self.config)
+            client = AsyncOpenAI(api_key=load_key())  # OPENAI_BASE_URL as the SDK reads it
+        except ParleyError as err:
+            self.publish(ErrorOccurred(err.message, err.hint))
+            return False
+        if self._playback is None:
+            self.publish(ErrorOccurred("Cloud mode needs a speaker, and none is open.",
+                                       "Choose one in Tools → Audio devices…"))
+            return False
+        self.agent.interrupt()
+        await self._stop_listening()
+        self.cloud = CloudAgent(client, settings, self._playback, history=self.agent.history)
+        self.cloud.subscribe(self.publish)  # the window, storage and metrics see it all
+        self._cloud_task = asyncio.create_task(self._hold_cloud(self.cloud))
+        self._start_listening()
+        self.publish(ModeChanged("cloud"))
+        return True
+
+    async def _hold_cloud(self, cloud: CloudAgent) -> None:
+        """The cloud session; when it ends in an error, back to local mode."""
+        try:
+            await cloud.run()
+        except ParleyError as err:  # CloudError: refused key, gave up reconnecting
+            self.publish(ErrorOccurred(err.message, f"{err.hint} Back in local mode."))
+        except Exception as err:  # a bug must not leave the window deaf
+            self.publish(ErrorOccurred(f"Cloud mode stopped: {err}", "Back in local mode."))
+        if self.cloud is cloud:
+            self._cloud_task = None  # this task: _stop_cloud must not wait for itself
+            await self._stop_cloud()
+
+    async def _stop_cloud(self) -> None:
+        """Back to local: the microphone goes to the local voice loop again."""
+        if self.cloud is not None:
+            await self._close_cloud()
+            self._start_listening()
+            self.publish(ModeChanged("local"))
+            self.publish(StateChanged(self.agent.state))
+
+    async def _close_cloud(self) -> None:
+        """End the cloud session; a reply under way ends as far as it was heard, which is
+        what the history keeps."""
+        cloud, task = self.cloud, self._cloud_task
+        if cloud is None:
+            return
+        cloud.interrupt()
+        self.cloud, self._cloud_task = None, None
+        await self._stop_listening()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await cloud.close()
+
+    async def _restart_cloud(self) -> None:
+        """A new cloud session with the current settings, devices and history."""
+        if self.cloud is not None:
+            await self._stop_cloud()
+            await self.set_cloud(True)
 
     # -- devices ---------------------------------------------------------------------------
     def devices(self) -> list[DeviceInfo]:
@@ -168,12 +267,11 @@ class Controller:
 
     async def set_devices(self, mic: str | int | None, speaker: str | int | None,
                           remember: bool = True) -> None:
-        """(Re)open the microphone and speaker; failures are reported and leave typing working."""
-        if self._voice_task is not None:
-            self._voice_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._voice_task
-            self._voice_task = None
+        """(Re)open the microphone and speaker; failures are reported and leave typing working.
+        In cloud mode the cloud session restarts on the new devices."""
+        cloud = self.cloud is not None
+        await self._stop_cloud()
+        await self._stop_listening()
         old, self._playback = self._playback, None
         self._output.playback = None
 
@@ -197,18 +295,45 @@ class Controller:
             self.mic = pick_device(mic, "input")
             make_endpointer = await asyncio.to_thread(endpointer_factory, self.config)
             self.voice = VoiceLoop(self.agent, make_endpointer)
-            self._voice_task = asyncio.create_task(self._listen(self.mic))
+            self.voice.muted = self._muted
+            self._start_listening()
         except ParleyError as err:
             self.mic = None
             self.publish(ErrorOccurred(err.message, err.hint))
         if remember:
             self._save({"audio": {"input_device": self.mic.name if self.mic else "",
                                   "output_device": self.speaker.name if self.speaker else ""}})
+        if cloud:
+            await self.set_cloud(True)
 
-    async def _listen(self, mic: DeviceInfo) -> None:
-        assert self.voice is not None
+    def _start_listening(self) -> None:
+        """The microphone feeds the active mode: the local voice loop (VAD, endpointing)
+        or the cloud feed (the server endpoints). A fresh VoiceLoop each time, so no stale
+        audio or half-cut turn carries over from before the cloud."""
+        if self.mic is None or self.voice is None:
+            return
+        if self.cloud is not None:
+            far_end = self._output.far_end if self.config["duplex"]["mode"] == "aec" else None
+            self.cloud_voice = CloudVoice(self.cloud, self.publish, far_end)
+            self.cloud_voice.muted = self._muted
+            self._voice_task = asyncio.create_task(self._listen(self.cloud_voice.run(self.mic)))
+        else:
+            mode = self.voice.mode
+            self.voice = VoiceLoop(self.agent, self.voice.make_endpointer)
+            self.voice.mode, self.voice.muted = mode, self._muted
+            self._voice_task = asyncio.create_task(self._listen(self.voice.run(self.mic)))
+
+    async def _stop_listening(self) -> None:
+        if self._voice_task is not None:
+            self._voice_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._voice_task
+            self._voice_task = None
+        self.cloud_voice = None
+
+    async def _listen(self, run: Coroutine[Any, Any, Any]) -> None:
         try:
-            await self.voice.run(mic)
+            await run
         except ParleyError as err:
             self.publish(ErrorOccurred(err.message, err.hint))
 
@@ -304,6 +429,8 @@ class Controller:
             await self.switch_model(kind, str(self.config["models"][kind]))
         if "vad" in changes and self.voice is not None:
             self.voice.make_endpointer = endpointer_factory(self.config)
+        if {"cloud", "llm", "stt", "duplex"} & set(changes):
+            await self._restart_cloud()  # a session's settings are fixed once it has begun
 
     def _set_persona(self, prompt: str) -> None:
         self.agent.history[0] = ChatMessage("system", prompt)
@@ -322,6 +449,7 @@ class Controller:
         self.conversation_id = self.storage.new_conversation(prompt)
         self.agent.history[:] = [ChatMessage("system", prompt)]
         self.publish(ConversationOpened(self.conversation_id, ""))
+        self._follow_conversation()
         return self.conversation_id
 
     def open_conversation(self, conversation_id: int) -> None:
@@ -335,6 +463,13 @@ class Controller:
         title = next((c.title for c in self.storage.conversations()
                       if c.id == conversation_id), "")
         self.publish(ConversationOpened(conversation_id, title))
+        self._follow_conversation()
+
+    def _follow_conversation(self) -> None:
+        """In cloud mode the server holds the conversation too: a new session takes the
+        one just opened."""
+        if self.cloud is not None:
+            self._tasks.append(asyncio.create_task(self._restart_cloud()))
 
     def _remember(self, event: AgentEvent) -> None:
         """Every heard line and every finished reply is written at once."""

@@ -1,7 +1,7 @@
 """`parley run --headless --cloud`: a Realtime conversation on the audio devices, no window.
 
 Same contract as local `run --headless`: it prints each turn, stops after `--max-turns`
-answered turns, and writes the same metrics JSON (the `tokens` of each turn are the
+answered turns, and writes the same metrics JSON (the `usage` of each turn is the
 Realtime usage of its responses).
 """
 

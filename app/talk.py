@@ -34,10 +34,11 @@ def peak_rss_mb() -> float:
 
 
 def turn_rows(turns: list[TurnMetrics]) -> list[dict[str, Any]]:
-    """Each turn as the metrics JSON shows it, local or cloud."""
+    """Each turn as the metrics JSON shows it, local or cloud. `usage` is the contract's
+    name for the token counts; `tokens` (the same dict) stays for older readers."""
     return [{"turn": t.turn, "user_text": t.user_text, "assistant_text": t.assistant_text,
              "metrics_ms": {k: round(v, 1) for k, v in t.metrics_ms.items()},
-             "tokens": t.tokens} for t in turns]
+             "usage": t.tokens, "tokens": t.tokens} for t in turns]
 
 
 def metrics_document(turns: list[TurnMetrics], session: Session) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Link:
         outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._outbox = outbox
         sender = asyncio.create_task(self._send_all(conn, outbox))
+        receiving: asyncio.Future[Any] | None = None
         try:
             await self.on_open(reconnecting)
             self.connected.set()
@@ -98,6 +99,8 @@ class Link:
                 self._heard = True
                 self.on_event(cast(RealtimeServerEvent, event))
         finally:
+            if receiving is not None:  # closed by the owner (back to local): not an error
+                receiving.cancel()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, *_DROPS):
                 await sender

@@ -11,8 +11,9 @@ from app.events import AgentEvent, TurnMetrics
 
 
 def run_gui(config: Config, screenshot: Path | None = None,
-            max_turns: int | None = None) -> int:
-    """Open the window, load the models behind it, and run until the window closes.
+            max_turns: int | None = None, cloud: bool = False) -> int:
+    """Open the window, load the models behind it, and run until the window closes
+    (`cloud`: then switch the conversation to cloud mode, as the user can at any time).
 
     With `max_turns` the window closes after that many answered turns; `screenshot` saves
     the window just before closing (or, without `max_turns`, once the models are loaded) —
@@ -48,6 +49,8 @@ def run_gui(config: Config, screenshot: Path | None = None,
     async def main() -> int:
         if not await window.start():
             return 2
+        if cloud:
+            await window.switch_mode(True)
         if max_turns is not None:
             turns = 0
 

@@ -35,6 +35,7 @@ from app.events import (
     Interrupted,
     InterruptionIgnored,
     MicLevel,
+    ModeChanged,
     ModelChanged,
     ModelFailed,
     ModelLoading,
@@ -42,6 +43,7 @@ from app.events import (
     TurnMetrics,
     UserSaid,
 )
+from app.gui.cloud_dialog import CloudDialog, has_key
 from app.gui.conversation_view import ConversationView
 from app.gui.conversations_panel import ConversationsPanel
 from app.gui.devices_dialog import DevicesDialog
@@ -59,6 +61,7 @@ _STATE_WORDS = {
 SHORTCUTS = [
     ("Space (hold)", "push to talk"), ("Esc", "stop speaking"), ("Ctrl+M", "mute microphone"),
     ("Ctrl+L", "type a message"), ("Ctrl+N", "new conversation"),
+    ("Ctrl+K", "local / cloud mode"),
     ("Ctrl+Shift+M", "models"), ("Ctrl+Shift+D", "audio devices"), ("Ctrl+,", "settings"),
     ("Ctrl+Q", "quit"),
 ]
@@ -73,6 +76,7 @@ class MainWindow(QMainWindow):
         self._tasks: set[asyncio.Future[Any]] = set()
         self.models_dialog: ModelsDialog | None = None
         self.devices_dialog: DevicesDialog | None = None
+        self.cloud_dialog: CloudDialog | None = None
         self._retry: asyncio.Future[bool] | None = None
         """While a failed start waits for the user to fix the models: True = try again."""
 
@@ -85,6 +89,14 @@ class MainWindow(QMainWindow):
         self.level.setTextVisible(False)
         self.level.setMaximumWidth(160)
         self.level.setAccessibleName("Microphone level")
+        self.where = QComboBox()
+        self.where.addItem("Local", False)
+        self.where.addItem("Cloud", True)
+        self.where.setAccessibleName("Local or cloud mode")
+        self.where.setToolTip("Local: everything on this computer. Cloud: the OpenAI Realtime "
+                              "API (needs an API key). The conversation carries on (Ctrl+K).")
+        self.where.currentIndexChanged.connect(
+            lambda _: self.run_async(self.switch_mode(bool(self.where.currentData()))))
         self.mode = QComboBox()
         self.mode.addItem("Hands-free", ListenMode.HANDS_FREE)
         self.mode.addItem("Push-to-talk", ListenMode.PUSH_TO_TALK)
@@ -108,8 +120,8 @@ class MainWindow(QMainWindow):
         self.send.clicked.connect(self._send)
 
         top = QHBoxLayout()
-        for widget in (self.state_badge, QLabel("Mic"), self.level, self.mode, self.mute,
-                       self.talk, self.stop):
+        for widget in (self.state_badge, self.where, QLabel("Mic"), self.level, self.mode,
+                       self.mute, self.talk, self.stop):
             top.addWidget(widget)
         top.insertStretch(1, 1)
         bottom = QHBoxLayout()
@@ -164,6 +176,11 @@ class MainWindow(QMainWindow):
         action(tools, "&Models…", self.show_models, "Ctrl+Shift+M")
         action(tools, "Audio &devices…", self.show_devices, "Ctrl+Shift+D")
         action(tools, "&Settings…", self.show_settings, "Ctrl+,")
+        tools.addSeparator()
+        self.cloud_action = action(tools, "Cloud &mode", lambda _=False: self.run_async(
+            self.switch_mode(self.controller.cloud is None)), "Ctrl+K")
+        self.cloud_action.setCheckable(True)
+        action(tools, "C&loud…", lambda _=False: self.show_cloud_dialog())
         view = self.menuBar().addMenu("&View")
         for dock in self.findChildren(QDockWidget):
             view.addAction(dock.toggleViewAction())
@@ -238,6 +255,25 @@ class MainWindow(QMainWindow):
         self.devices_dialog.show()
         self.devices_dialog.raise_()
 
+    async def switch_mode(self, cloud: bool) -> bool:
+        """Local ⇄ cloud; with no API key, the cloud dialog opens so one can be added, and
+        saving it switches."""
+        switched = await self.controller.set_cloud(cloud)
+        if not switched and cloud and not has_key():
+            self.show_cloud_dialog(switch_after=True)
+        self._show_mode()
+        return switched
+
+    def show_cloud_dialog(self, switch_after: bool = False) -> CloudDialog:
+        if self.cloud_dialog is not None:
+            self.cloud_dialog.close()
+        dialog = self.cloud_dialog = CloudDialog(self.controller, self)
+        if switch_after:
+            dialog.accepted.connect(lambda: self.run_async(self.switch_mode(True)))
+        dialog.show()
+        dialog.raise_()
+        return dialog
+
     def show_settings(self) -> None:
         SettingsDialog(self.controller, self).exec()
 
@@ -308,6 +344,11 @@ class MainWindow(QMainWindow):
                              "still in use.", event.hint)
         elif isinstance(event, ConversationOpened):
             self._show_conversation(event.id)
+        elif isinstance(event, ModeChanged):
+            self._show_mode()
+            if event.mode == "cloud":
+                self.statusBar().showMessage("Cloud mode: the conversation goes on through "
+                                             "OpenAI.", 5000)
         if isinstance(event, UserSaid | TurnMetrics | ConversationOpened):
             self.conversations.refresh(self.controller.conversation_id)
         self.metrics.on_event(event)
@@ -315,9 +356,24 @@ class MainWindow(QMainWindow):
             if dialog is not None:
                 dialog.on_event(event)
 
+    def _show_mode(self) -> None:
+        """The mode controls and the models label as the controller has them."""
+        cloud = self.controller.cloud is not None
+        self.where.blockSignals(True)
+        self.where.setCurrentIndex(1 if cloud else 0)
+        self.where.blockSignals(False)
+        self.cloud_action.setChecked(cloud)
+        self.mode.setEnabled(not cloud)
+        self.mode.setToolTip("In cloud mode, turn detection is a cloud setting (Tools → "
+                             "Cloud…)." if cloud else "")
+        self._show_models()
+
     def _show_models(self) -> None:
         """The active models, from the controller (so a window opened later shows them too)."""
-        if self.controller.session is not None:
+        if self.controller.cloud is not None:
+            settings = self.controller.cloud.settings
+            self.models_label.setText(f"Cloud: {settings.model} · voice {settings.voice}")
+        elif self.controller.session is not None:
             self.models_label.setText("  ·  ".join(
                 f"{kind.upper()}: {ref.name}"
                 for kind, ref in sorted(self.controller.session.models.items())))

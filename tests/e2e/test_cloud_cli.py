@@ -92,8 +92,9 @@ def test_a_spoken_question_is_answered_aloud_by_the_cloud(
     assert turn["user_text"] == session.sent[kinds.index(
         "conversation.item.input_audio_transcription.completed")]["transcript"]
     assert turn["assistant_text"] == done["output"][0]["content"][0]["transcript"]
-    assert turn["tokens"]["prompt"] == done["usage"]["input_tokens"]
-    assert turn["tokens"]["completion"] == done["usage"]["output_tokens"]
+    assert turn["usage"]["prompt"] == done["usage"]["input_tokens"]
+    assert turn["usage"]["completion"] == done["usage"]["output_tokens"]
+    assert turn["usage"]["total"] == done["usage"]["total_tokens"]
     assert 0 < turn["metrics_ms"]["end_of_speech_to_first_audio"] < 5000
     assert doc["rate_limits"][0]["name"] == "requests"
 

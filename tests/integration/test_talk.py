@@ -37,7 +37,8 @@ def test_two_spoken_questions_get_two_spoken_answers(tmp_path: Path) -> None:
     assert "joke" in second["user_text"].lower()
     for turn in doc["turns"]:
         assert turn["assistant_text"].strip()
-        assert turn["tokens"]["prompt"] > 0 and turn["tokens"]["completion"] > 0
+        assert turn["usage"]["prompt"] > 0 and turn["usage"]["completion"] > 0
+        assert turn["tokens"] == turn["usage"]
         for key in ("stt", "llm_first_token", "tts_first_audio",
                     "end_of_speech_to_first_audio"):
             assert turn["metrics_ms"][key] > 0

@@ -1,0 +1,208 @@
+"""Cloud mode in the window: a user moves a conversation between the local engines and the
+(local stand-in for the) OpenAI Realtime API and back, without losing a turn; with no key
+the window says how to add one; a refused key or a lost connection brings them back to
+local mode in words."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keyring
+import pytest
+from keyring.backends import fail
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from app.config import user_config_path
+from app.gui.main_window import MainWindow
+from engines.protocols import ChatMessage
+from tests.realtime_server import RealtimeServer, Reply, Scenario
+from tests.speech import conversation_wav
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+_KEY = "sk-test-never-leaves-this-machine"
+_DOGS = "Dogs are loyal friends who love long walks."
+_MOON = "The moon is about three hundred and eighty thousand kilometres away."
+
+
+def wait(controller: Any, condition: Any, timeout_s: float = 60) -> None:
+    """Run the real loop (Qt and asyncio in one) until `condition()` holds."""
+
+    async def until() -> None:
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await asyncio.sleep(0.05)
+
+    controller.loop.run_until_complete(until())
+
+
+@pytest.fixture
+def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A scripted Realtime server the SDK finds through OPENAI_BASE_URL, and a test key
+    in OPENAI_API_KEY (as a user would set it)."""
+    servers: list[RealtimeServer] = []
+
+    def start(scenario: Scenario) -> RealtimeServer:
+        server = RealtimeServer(scenario).start()
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", _KEY)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert server.faults == [] and server.rejected == []
+
+
+@pytest.fixture
+def no_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A computer with no system keyring (like this test box) and no key in the
+    environment."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)
+
+
+def window_for(controller: Any, qtbot: Any) -> MainWindow:
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    window.activateWindow()  # the menu shortcuts (Ctrl+K) go to the active window
+    wait(controller, lambda: QApplication.activeWindow() is window, 5)
+    return window
+
+
+def ask(controller: Any, qtbot: Any, window: MainWindow, text: str, bubbles: int,
+        timeout_s: float = 60) -> None:
+    """Type a question, press Enter, and wait until its answer is shown and done."""
+    qtbot.keyClicks(window.input, text)
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    wait(controller, lambda: len(window.conversation.bubbles) == bubbles
+         and window.state_badge.text() == "Listening", timeout_s)
+
+
+def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
+        controller: Any, qtbot: Any, pulse: Any, serve: Any, tmp_path: Path) -> None:
+    server = serve(Scenario(heard=["How far away is the moon?"],
+                            replies=[Reply(_DOGS), Reply(_MOON)]))
+    window = window_for(controller, qtbot)
+    ask(controller, qtbot, window, "What is a cat?", 2)
+    local_reply = window.conversation.bubbles[1].text
+
+    window.where.setCurrentIndex(1)  # Local → Cloud in the top bar
+    wait(controller, lambda: controller.cloud is not None
+         and controller.cloud.link.connected.is_set(), 20)
+    assert window.models_label.text() == "Cloud: gpt-realtime · voice marin"
+    assert window.cloud_action.isChecked()
+    # the cloud session starts with the local conversation so far
+    restored = [e["item"]["content"][0]["text"] for e in
+                server.connections[0].of_type("conversation.item.create")]
+    assert restored == ["What is a cat?", local_reply]
+
+    ask(controller, qtbot, window, "And what about dogs?", 4, 30)
+    assert [b.text for b in window.conversation.bubbles[2:]] == ["And what about dogs?",
+                                                                 _DOGS]
+    question = conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"], gap_s=1.0)
+    pulse.play_into_mic(question)
+    wait(controller, lambda: len(window.conversation.bubbles) == 6
+         and window.state_badge.text() == "Listening", 30)
+    assert [b.text for b in window.conversation.bubbles[4:]] == ["How far away is the moon?",
+                                                                 _MOON]
+    assert window.metrics.limits_label.isVisible()
+    assert "requests" in window.metrics.limits_label.text()
+    prompt, completion = window.metrics.table.item(0, 10).text().split(" / ")
+    assert int(prompt.replace(",", "")) > 0 and int(completion.replace(",", "")) > 0
+    DOCS.mkdir(parents=True, exist_ok=True)
+    assert window.grab().save(str(DOCS / "cloud-mode.png"))
+
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    wait(controller, lambda: window.where.currentText() == "Local", 10)
+    assert controller.cloud is None and not window.cloud_action.isChecked()
+    assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+    ask(controller, qtbot, window, "What did I ask you about?", 8)
+    # the local model was given the cloud turns, and every turn of both modes is stored
+    history = controller.agent.history
+    assert history.index(ChatMessage("user", "And what about dogs?")) < history.index(
+        ChatMessage("user", "What did I ask you about?"))
+    assert ChatMessage("assistant", _MOON) in history
+    stored = [(t.role, t.text) for t in controller.storage.turns(controller.conversation_id)]
+    assert [text for _, text in stored] == [b.text for b in window.conversation.bubbles]
+    assert [role for role, _ in stored] == ["user", "assistant"] * 4
+
+
+def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_add_one(
+        controller: Any, qtbot: Any, no_keyring: None, serve: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = serve(Scenario(replies=[Reply("Hello from the cloud.")]))
+    monkeypatch.delenv("OPENAI_API_KEY")
+    window = window_for(controller, qtbot)
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    wait(controller, lambda: window.cloud_dialog is not None
+         and window.cloud_dialog.isVisible(), 10)
+    dialog = window.cloud_dialog
+    assert dialog is not None
+    assert "OPENAI_API_KEY" in window.statusBar().currentMessage()
+    assert "no system keyring" in dialog.status.text()
+    assert controller.cloud is None and window.where.currentText() == "Local"
+    ask(controller, qtbot, window, "What is a cat?", 2)
+
+    # this computer cannot keep a key: the dialog says so, and the key goes nowhere
+    qtbot.keyClicks(dialog.key, _KEY)
+    assert dialog.key.displayText() != _KEY
+    dialog.turn_detection.setCurrentIndex(dialog.turn_detection.findData("semantic_vad"))
+    dialog.voice.setCurrentText("cedar")
+    dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+    assert "cannot store the key" in dialog.message.text()
+    assert "OPENAI_API_KEY" in dialog.message.text()
+    assert dialog.isVisible() and dialog.key.text() == ""
+
+    # with the key in the environment instead, saving keeps the settings and switches
+    monkeypatch.setenv("OPENAI_API_KEY", _KEY)
+    dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
+    wait(controller, lambda: controller.cloud is not None
+         and controller.cloud.link.connected.is_set(), 20)
+    assert window.models_label.text() == "Cloud: gpt-realtime · voice cedar"
+    settings = user_config_path().read_text()
+    assert 'voice = "cedar"' in settings and 'turn_detection = "semantic_vad"' in settings
+    assert _KEY not in settings
+    session = server.connections[0].of_type("session.update")[0]["session"]
+    assert session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
+    ask(controller, qtbot, window, "Hello?", 4, 30)
+    assert window.conversation.bubbles[3].text == "Hello from the cloud."
+
+
+def test_a_refused_key_brings_the_conversation_back_to_local_mode_in_words(
+        controller: Any, qtbot: Any, serve: Any) -> None:
+    serve(Scenario(api_key="sk-the-right-one"))
+    window = window_for(controller, qtbot)
+    window.where.setCurrentIndex(1)
+    wait(controller, lambda: "refused the API key" in window.statusBar().currentMessage(), 20)
+    wait(controller, lambda: window.where.currentText() == "Local", 10)
+    assert "Back in local mode" in window.statusBar().currentMessage()
+    assert controller.cloud is None
+    assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+    ask(controller, qtbot, window, "What is a cat?", 2)
+
+
+def test_a_connection_lost_for_good_brings_the_conversation_back_to_local_mode(
+        controller: Any, qtbot: Any, serve: Any) -> None:
+    server = serve(Scenario(replies=[Reply("Still here.")]))
+    window = window_for(controller, qtbot)
+    controller.config["cloud"]["reconnect_attempts"] = 1
+    window.where.setCurrentIndex(1)
+    wait(controller, lambda: controller.cloud is not None
+         and controller.cloud.link.connected.is_set(), 20)
+    ask(controller, qtbot, window, "Are you there?", 2, 30)
+    server.stop()  # the service goes away and does not come back
+    wait(controller, lambda: window.where.currentText() == "Local", 30)
+    assert "gave up after 1 attempts" in window.statusBar().currentMessage()
+    assert controller.cloud is None
+    ask(controller, qtbot, window, "What is a cat?", 4)
+    assert controller.agent.history[1:3] == [ChatMessage("user", "Are you there?"),
+                                             ChatMessage("assistant", "Still here.")]
