@@ -8,6 +8,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
 
 _COALESCE_MS = 60
+_MAX_SHOWN = 40
+"""Bubbles kept on screen. Each new one re-lays out all of them (word wrapping), so an
+unbounded view would make the window slower with every turn; older turns stay stored."""
 
 
 class Bubble(QFrame):
@@ -53,6 +56,13 @@ class ConversationView(QScrollArea):
         self._inner = QWidget()
         self._layout = QVBoxLayout(self._inner)
         self._layout.addStretch(1)
+        self.earlier = QLabel()
+        self.earlier.setObjectName("earlierNote")
+        self.earlier.setWordWrap(True)
+        self.earlier.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.earlier.setVisible(False)
+        self._layout.addWidget(self.earlier)
+        self._hidden = 0
         self.setWidget(self._inner)
         self.bubbles: list[Bubble] = []
         self._rows: list[QWidget] = []
@@ -71,6 +81,8 @@ class ConversationView(QScrollArea):
         self._rows.clear()
         self.bubbles.clear()
         self._streaming = None
+        self._hidden = 0
+        self.earlier.setVisible(False)
 
     def add(self, role: str, text: str, when: float | None = None) -> Bubble:
         bubble = Bubble(role, text, when if when is not None else time.time())
@@ -78,9 +90,17 @@ class ConversationView(QScrollArea):
         line = QVBoxLayout(row)
         line.setContentsMargins(60 if role == "user" else 0, 2, 0 if role == "user" else 60, 2)
         line.addWidget(bubble)
-        self._layout.insertWidget(self._layout.count() - 1, row)
+        self._layout.addWidget(row)
         self._rows.append(row)
         self.bubbles.append(bubble)
+        if len(self._rows) > _MAX_SHOWN:
+            self._rows.pop(0).deleteLater()
+            self.bubbles.pop(0)
+            self._hidden += 1
+            self.earlier.setText(f"{self._hidden} earlier messages are kept in this "
+                                 "conversation: export it from the Conversations panel to "
+                                 "read them all.")
+            self.earlier.setVisible(True)
         QTimer.singleShot(0, self._scroll_to_end)
         return bubble
 
