@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,11 +29,13 @@ from app.events import (
     UserSaid,
 )
 from app.sentences import SentenceSplitter
-from audio.bargein import DuplexSettings, has_words
+from audio.bargein import DuplexSettings, echoes, has_words
 from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
 from engines.protocols import Audio, ChatMessage, Transcript
+
+log = logging.getLogger(__name__)
 
 
 class AudioOutput(Protocol):
@@ -87,6 +90,10 @@ class Spoken:
         start, _, text = self.pieces[-1]
         self.seconds += seconds
         self.pieces[-1] = (start, self.seconds, text)
+
+    def text(self) -> str:
+        """Everything voiced so far."""
+        return " ".join(text for start, end, text in self.pieces if end > start)
 
     def heard(self, seconds: float) -> str:
         """The words within the first `seconds`: whole pieces, then the share of the
@@ -170,8 +177,9 @@ class Agent:
         self.output.resume()
 
     async def barge_in(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
-        """Speech heard during a reply (held since it began). With words in it, it
-        interrupts the reply and is answered; without, the reply carries on."""
+        """Speech heard during a reply (held since it began). With words in it that are not
+        the reply's own echo, it interrupts the reply and is answered; otherwise the reply
+        carries on."""
         reply = self._reply
         started = self.clock()
         try:
@@ -182,7 +190,9 @@ class Agent:
             self.publish(ErrorOccurred(err.message, err.hint))
             return None
         text = transcript.text.strip() if transcript is not None else ""
-        if not has_words(text):
+        said = reply.spoken.text() if reply is not None else ""
+        log.info("heard over the reply: %r", text)
+        if not has_words(text) or echoes(text, said):
             self.carry_on()
             if reply is not None:
                 self.publish(InterruptionIgnored(reply.turn))

@@ -33,6 +33,8 @@ from engines.protocols import Audio
 log = logging.getLogger(__name__)
 
 _SAMPLE_RATE = 16000
+_BLOCK_MS = 10
+"""Short microphone blocks: each one ends sooner, so a barge-in pauses the reply sooner."""
 _LEVEL_EVERY_S = 0.05
 _LISTENING = (State.LISTENING, State.HEARING)
 _REPLYING = (State.THINKING, State.SPEAKING)
@@ -82,7 +84,7 @@ class VoiceLoop:
             loop.call_soon_threadsafe(self._heard.put_nowait, (block, time.perf_counter()))
 
         turns: list[TurnMetrics] = []
-        with Capture(mic, on_audio):
+        with Capture(mic, on_audio, block_ms=_BLOCK_MS):
             listener = asyncio.create_task(self._listen())
             finished: asyncio.Future[asyncio.Task[TurnMetrics | None]] | None = None
             try:

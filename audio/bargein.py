@@ -3,7 +3,8 @@
 While the agent replies, the microphone still hears it (through echo cancellation, or not
 at all in half-duplex). A separate endpointer listens then: `min_speech_ms` of voice
 pauses the reply (a cough is shorter), and the finished utterance interrupts it only if
-the STT finds words in it (`has_words`); otherwise the reply resumes.
+the STT finds words in it (`has_words`) that are not the reply's own (`echoes`: the last
+guard when echo cancellation is still converging, or off); otherwise the reply resumes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 from enum import StrEnum
 
 import numpy as np
@@ -31,10 +33,16 @@ class DuplexMode(StrEnum):
 @dataclass(frozen=True)
 class DuplexSettings:
     mode: DuplexMode = DuplexMode.AEC
-    min_speech_ms: int = 200
-    """Voice needed during a reply before it pauses: shorter sounds (coughs) never do."""
+    min_speech_ms: int = 120
+    """Voice needed during a reply before it pauses: shorter sounds never do. A longer
+    noise (a cough) pauses it only until the STT finds no words in it."""
     gate_dbfs: float = -30.0
     """vad-threshold mode: quieter frames are taken for the agent's own echo."""
+
+
+AEC_FLOOR_DBFS = -45.0
+"""Echo cancellation leaves a faint residual that a level-blind VAD takes for speech;
+a user talking to the microphone is 15 dB or more above it."""
 
 
 class LoudnessGate:
@@ -77,11 +85,9 @@ class Endpointers:
                           hangover_ms=self.hangover_ms, min_speech_ms=self.min_speech_ms)
 
     def during_reply(self, duplex: DuplexSettings) -> Endpointer:
-        vad: VADEngine = self.vad
-        if duplex.mode == DuplexMode.VAD_THRESHOLD:
-            vad = LoudnessGate(self.vad, duplex.gate_dbfs)
-        return Endpointer(vad, pre_roll_ms=self.pre_roll_ms, hangover_ms=self.hangover_ms,
-                          min_speech_ms=duplex.min_speech_ms)
+        floor = duplex.gate_dbfs if duplex.mode == DuplexMode.VAD_THRESHOLD else AEC_FLOOR_DBFS
+        return Endpointer(LoudnessGate(self.vad, floor), pre_roll_ms=self.pre_roll_ms,
+                          hangover_ms=self.hangover_ms, min_speech_ms=duplex.min_speech_ms)
 
 
 _ANNOTATIONS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
@@ -90,4 +96,19 @@ _ANNOTATIONS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 
 def has_words(text: str) -> bool:
     """Whether a transcript holds anything said, rather than silence or a noise label."""
-    return re.search(r"\w", _ANNOTATIONS.sub("", text)) is not None
+    return bool(_words(text))
+
+
+def echoes(heard: str, reply: str) -> bool:
+    """Whether what was heard is mostly a run of the reply's own words, i.e. the agent's
+    voice leaking past the echo canceller rather than the user. A user's words seldom
+    repeat the reply in order, and never most of them."""
+    said, spoken = _words(heard), _words(reply)
+    if not said:
+        return False
+    run = SequenceMatcher(None, said, spoken, autojunk=False).find_longest_match().size
+    return run >= math.ceil(0.6 * len(said))
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", _ANNOTATIONS.sub("", text).lower())

@@ -8,13 +8,17 @@ lockstep with the microphone and runs WebRTC's AEC3 (pywebrtc-audio) on 10 ms fr
 Both streams are stamped when their callback runs, not when PortAudio guesses the sound
 reaches the air: the reference then *leads* the echo by the two device latencies plus the
 acoustic path, which AEC3's own delay estimator finds. A reference that lagged the echo
-could not be cancelled at all, so a lead is the safe side to err on.
+could not be cancelled at all, so a lead is the safe side to err on. Callbacks on a busy
+machine run late and in bursts, so each stream's timeline is taken from its earliest
+looking stamps (`StreamClock`), and the reference is read in lockstep with the microphone,
+re-anchored only when the two timelines really moved apart.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from typing import Protocol
 
 import numpy as np
@@ -34,13 +38,36 @@ _MAX_WAIT = 8
 instead (the speaker stream stopped)."""
 
 
-class FarEnd:
-    """A ring of the speaker's signal at 16 kHz, written from the playback thread.
+class StreamClock:
+    """When a stream's sample 0 was (or will be) at the device, on the perf_counter clock.
 
-    Sample `i` of the stream went to the device at `anchor_time + (i - anchor_index) / RATE`;
-    the anchor moves with every block, so slow drift between the device clock and ours is
-    followed.
+    Each callback stamps the index of its first sample. A late callback makes the start
+    look later, a burst after a stall makes it look earlier; the earliest of the last few
+    seconds wins, which errs towards a leading reference. When every recent stamp says the
+    stream moved later (samples were lost), the older ones are dropped at once.
     """
+
+    def __init__(self, window: int = 150, recent: int = 25, shift_s: float = 0.03) -> None:
+        self._starts: deque[float] = deque(maxlen=window)
+        self._recent = recent
+        self._shift_s = shift_s
+        self._lock = threading.Lock()
+
+    def stamp(self, index: float, at: float) -> None:
+        with self._lock:
+            self._starts.append(at - index / RATE)
+            if len(self._starts) > self._recent:
+                recent = list(self._starts)[-self._recent:]
+                if min(recent) > min(self._starts) + self._shift_s:
+                    self._starts = deque(recent, maxlen=self._starts.maxlen)
+
+    def start(self) -> float | None:
+        with self._lock:
+            return min(self._starts) if self._starts else None
+
+
+class FarEnd:
+    """A ring of the speaker's signal at 16 kHz, written from the playback thread."""
 
     def __init__(self, rate: int, seconds: float = 3.0) -> None:
         self._resampler = StreamResampler(rate, RATE)
@@ -49,16 +76,15 @@ class FarEnd:
         self._written = 0
         self._pushed = 0
         """Device-rate samples pushed so far."""
-        self._anchor: tuple[float, float] | None = None
-        """(16 kHz index, perf_counter time) of the latest block's first sample."""
+        self.clock = StreamClock()
         self._lock = threading.Lock()
 
     def push(self, block: Audio, played_at: float) -> None:
         """Add the mono block (at the device rate) handed to the device at `played_at`."""
         out = self._resampler.process(block)
+        self.clock.stamp(self._pushed * RATE / self._rate, played_at)
+        self._pushed += len(block)
         with self._lock:
-            self._anchor = (self._pushed * RATE / self._rate, played_at)
-            self._pushed += len(block)
             size = len(self._ring)
             out = out[-size:]
             start = self._written % size
@@ -74,11 +100,8 @@ class FarEnd:
 
     def index_at(self, t: float) -> int | None:
         """The stream index of what was played at time `t`; None before any playback."""
-        with self._lock:
-            if self._anchor is None:
-                return None
-            index, at = self._anchor
-        return round(index + (t - at) * RATE)
+        start = self.clock.start()
+        return None if start is None else round((t - start) * RATE)
 
     def read(self, start: int, n: int) -> Audio:
         """Samples [start, start + n) of the stream; silence where none is kept (yet)."""
@@ -108,12 +131,19 @@ class EchoCanceller:
         self.far = far
         self._processor = processor
         self._near = np.zeros(0, dtype=np.float32)
+        self._mic = StreamClock()
+        self._heard = 0
+        """Microphone samples received so far."""
         self._cursor: int | None = None
         """Stream index of the far end that goes with the next near sample."""
 
     def process(self, near: Audio, captured_at: float) -> Audio:
-        start = captured_at - len(self._near) / RATE
-        target = self.far.index_at(start)
+        self._mic.stamp(self._heard, captured_at)
+        self._heard += len(near)
+        mic_start = self._mic.start()
+        assert mic_start is not None
+        target = self.far.index_at(mic_start + (self._heard - len(near) - len(self._near))
+                                   / RATE)
         if target is not None and (self._cursor is None
                                    or abs(self._cursor - target) > _RESYNC_S * RATE):
             if self._cursor is not None:

@@ -5,12 +5,16 @@ the app records), and "parley_speaker", the default sink (where the app plays). 
 plays a user's words into the mic with paplay and records the app's voice from the
 speaker's monitor, through the same PortAudio/ALSA/PulseAudio path a desktop uses.
 
+`speaker_heard_by_mic` adds the room: a loopback from the speaker's monitor into the mic,
+attenuated, so the app hears its own voice as it would from loudspeakers.
+
 Everything lives in a temp dir and is removed on exit; nothing is written to $HOME.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -191,6 +196,31 @@ class PulseAudio:
         if proc.returncode != 0:
             raise RuntimeError(f"paplay {wav_path} failed: {err.decode(errors='replace')}")
         return proc
+
+    @contextlib.contextmanager
+    def speaker_heard_by_mic(self, volume: float = 0.5) -> Iterator[None]:
+        """While inside, what the app plays also reaches its microphone (30 ms later),
+        at `volume` (PulseAudio's cubic scale: 0.5 is about -18 dB)."""
+        module = self._pactl("load-module", "module-loopback", f"source={SPEAKER}.monitor",
+                             f"sink={MIC}", "latency_msec=30", "source_dont_move=true",
+                             "sink_dont_move=true").strip()
+        try:
+            listing = self._pactl("list", "sink-inputs").split("Sink Input #")[1:]
+            ours = [entry.split()[0] for entry in listing
+                    if f"Owner Module: {module}\n" in entry]
+            if not ours:
+                raise RuntimeError(f"the loopback (module {module}) has no sink input")
+            self._pactl("set-sink-input-volume", ours[0], f"{round(volume * 65536)}")
+            yield
+        finally:
+            self._pactl("unload-module", module)
+
+    def _pactl(self, *args: str) -> str:
+        done = subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True,
+                              timeout=20)
+        if done.returncode != 0:
+            raise RuntimeError(f"pactl {' '.join(args)} failed: {done.stderr}")
+        return done.stdout
 
     def record_speaker(self, wav_path: str | Path) -> Recording:
         """Record what the app plays; call `stop()` on the handle to finish the WAV."""

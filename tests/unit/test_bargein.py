@@ -15,7 +15,14 @@ import pytest
 
 from app.agent import Agent, AgentSettings, Spoken
 from app.events import AgentEvent, Interrupted, InterruptionIgnored, State, UserSaid
-from audio.bargein import DuplexMode, DuplexSettings, Endpointers, LoudnessGate, has_words
+from audio.bargein import (
+    DuplexMode,
+    DuplexSettings,
+    Endpointers,
+    LoudnessGate,
+    echoes,
+    has_words,
+)
 from audio.echo import FarEnd
 from audio.endpointing import SpeechStarted
 from engines.model_ref import ModelRef
@@ -156,6 +163,22 @@ def test_a_cough_pauses_the_reply_which_then_carries_on_to_the_end(noise: str) -
     asyncio.run(asyncio.wait_for(story(), 10))
 
 
+def test_its_own_voice_leaking_through_is_not_taken_for_the_user() -> None:
+    async def story() -> None:
+        agent, speaker, events = make_agent(["How far is the moon?", "is far away"])
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        speaker.played = 1.2
+        agent.hold()
+        assert await agent.barge_in(np.zeros(RATE, np.float32), 0.0) is None
+        speaker.played = speaker.written
+        result = await first
+        assert result is not None and result.assistant_text == MOON
+        assert InterruptionIgnored(1) in events
+
+    asyncio.run(asyncio.wait_for(story(), 10))
+
+
 def test_stop_cuts_the_reply_to_the_words_heard() -> None:
     async def story() -> None:
         agent, speaker, events = make_agent(["How far is the moon?"])
@@ -197,6 +220,18 @@ def test_only_a_transcript_with_words_counts_as_talking(text: str, words: bool) 
     assert has_words(text) is words
 
 
+@pytest.mark.parametrize("heard, echo", [
+    ("is far away", True),
+    ("The moon is far away.", True),
+    ("three hundred thousand", True),
+    ("Tell me about the sun.", False),
+    ("How far is the sun from the moon?", False),
+    ("Stop!", False),
+])
+def test_a_run_of_the_replys_own_words_is_its_echo(heard: str, echo: bool) -> None:
+    assert echoes(heard, MOON) is echo
+
+
 def vad() -> WebRtcVAD:
     v = WebRtcVAD(ModelRef("webrtcvad", "vad", "webrtcvad", Path()), {"aggressiveness": 2})
     v.load()
@@ -228,3 +263,13 @@ def test_during_a_reply_a_short_sound_is_ignored_and_speech_pauses_it(mode: Dupl
     started = [e for e in endpointers.during_reply(duplex).push(
         np.concatenate([silence, speech, silence])) if isinstance(e, SpeechStarted)]
     assert len(started) == 1 and 0.9 < started[0].at_s < 1.4
+
+
+def test_a_faint_residual_of_echo_never_pauses_the_reply() -> None:
+    endpointers = Endpointers(vad())
+    speech = espeak("Hold on, I have another question.")
+    residual = (0.003 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)  # -50 dBFS
+    events = endpointers.during_reply(DuplexSettings(DuplexMode.AEC)).push(
+        np.concatenate([residual, np.zeros(RATE, np.float32)]))
+    assert not events
+    assert any(isinstance(e, SpeechStarted) for e in endpointers().push(residual))  # a turn

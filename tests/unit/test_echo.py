@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soxr
 
-from audio.echo import RATE, EchoCanceller, FarEnd, make_echo_canceller
+from audio.echo import RATE, EchoCanceller, FarEnd, StreamClock, make_echo_canceller
 from engines.protocols import Audio
 from tests.speech import espeak
 
@@ -38,10 +38,13 @@ def room(far: Audio, delay_ms: int, seed: int) -> Audio:
     return np.concatenate([np.zeros(delay), echo])[:len(far)].astype(np.float32)
 
 
-def play_and_record(far: Audio, mic: Audio, playback_ahead_ms: float) -> Audio:
+def play_and_record(far: Audio, mic: Audio, playback_ahead_ms: float,
+                    late_ms: float = 0.0) -> Audio:
     """Run the app's two callbacks on a simulated clock: the speaker's (20 ms blocks at
     48 kHz, stamped when handed over, `playback_ahead_ms` before the microphone's block
-    arrives) and the microphone's (30 ms blocks); returns the canceller's output."""
+    arrives) and the microphone's (30 ms blocks); each callback runs up to `late_ms` late.
+    Returns the canceller's output."""
+    rng = np.random.default_rng(3)
     far_end = FarEnd(DEVICE_RATE)
     canceller = make_echo_canceller(far_end)
     assert canceller is not None
@@ -50,9 +53,11 @@ def play_and_record(far: Audio, mic: Audio, playback_ahead_ms: float) -> Audio:
     for start in range(0, len(mic) - 480 + 1, 480):
         arrived = (start + 480) / RATE
         while played / DEVICE_RATE <= arrived + playback_ahead_ms / 1000:
-            far_end.push(device[played:played + block], played / DEVICE_RATE)
+            far_end.push(device[played:played + block],
+                         played / DEVICE_RATE + rng.uniform(0, late_ms / 1000))
             played += block
-        out.append(canceller.process(mic[start:start + 480], start / RATE))
+        out.append(canceller.process(mic[start:start + 480],
+                                     start / RATE + rng.uniform(0, late_ms / 1000)))
     return np.concatenate(out)
 
 
@@ -69,6 +74,14 @@ def test_the_agents_voice_is_removed_from_the_microphone(delay_ms: int,
     out = play_and_record(far, mic, playback_ahead_ms)
     settled = slice(2 * RATE, len(out))
     assert db(mic[settled]) - db(out[settled]) > 20  # echo return loss enhancement
+
+
+def test_late_and_bursty_callbacks_do_not_throw_the_reference_off() -> None:
+    far = voice(AGENT, 8.0)
+    mic = room(far, 60, seed=2)
+    out = play_and_record(far, mic, 20, late_ms=100)
+    settled = slice(2 * RATE, len(out))
+    assert db(mic[settled]) - db(out[settled]) > 20
 
 
 def test_the_users_voice_survives_while_the_agent_talks() -> None:
@@ -114,3 +127,15 @@ def test_microphone_audio_waits_for_its_reference_rather_than_use_a_silent_one()
     second = canceller.process(np.zeros(160, dtype=np.float32), captured_at=0.1)
     assert len(first) + len(second) == 1760
     assert all(r.min() == 0.5 for r in recorder.references)
+
+
+def test_the_stream_timeline_ignores_late_callbacks_but_follows_lost_samples() -> None:
+    clock, rng = StreamClock(), np.random.default_rng(5)
+    for block in range(100):  # 20 ms blocks, each callback up to 15 ms late
+        clock.stamp(block * 320, 1.0 + block * 0.02 + rng.uniform(0, 0.015))
+    start = clock.start()
+    assert start is not None and abs(start - 1.0) < 0.002
+    for block in range(100, 130):  # 60 ms of samples were lost: the stream is later now
+        clock.stamp(block * 320, 1.06 + block * 0.02 + rng.uniform(0, 0.015))
+    start = clock.start()
+    assert start is not None and abs(start - 1.06) < 0.005

@@ -1,0 +1,331 @@
+"""`python -m tests.bench.echo`: does Parley hear itself, and does it hear you over itself?
+
+A simulated room: the agent's replies (real Piper speech) go to a "speaker" in 20 ms
+blocks, reach the "microphone" through a room (decaying-noise impulse response, RT60
+0.3 s), 60 ms later and 6 dB down, with noise; in half the trials an espeak-ng user talks
+over the reply, as loud as the echo. Each trial runs through the app's own parts on a
+simulated clock with jittery callbacks: `FarEnd` fed by the playback blocks, the
+`EchoCanceller`, the barge-in endpointer (`Endpointers.during_reply`), Whisper on what it
+cuts, and the `has_words` / `echoes` decision. A pause stops the speaker at its next block
+(what the device already holds still plays), so the echo really stops.
+
+Reported per mode: ERLE (dB, echo-only trials, after the first 2 s), self-interruptions
+(the agent cut its own reply) and false pauses over the echo-only trials, the share of
+user interruptions committed, and the delay from the user's first word to the speaker
+going silent (p50/p90). Writes bench-results/echo.json and echo.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.config import load_config
+from app.session import duplex_settings, endpointer_factory, engine_options, resolve_models
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers, echoes, has_words
+from audio.echo import FarEnd, make_echo_canceller
+from audio.endpointing import Endpointer, SpeechStarted, Utterance
+from audio.resample import resample
+from engines.builtin import default_registry
+from engines.protocols import Audio, STTEngine, TTSEngine
+from tests.speech import espeak
+
+RATE = 16000
+DEVICE_RATE = 48000
+PLAY_BLOCK = DEVICE_RATE // 50  # 20 ms, as Playback opens the device
+MIC_BLOCK = 160  # 10 ms, as VoiceLoop opens Capture
+ECHO_DELAY_S = 0.060
+ECHO_GAIN = 10 ** (-6 / 20)
+NOISE_DBFS = -60
+DEVICE_AHEAD_S = 0.040
+"""The speaker's buffer: a block is handed over this long before it sounds."""
+MIC_LATE_S = 0.020
+"""A microphone block arrives this long after its last sample was captured."""
+JITTER_S = 0.010
+"""Callbacks run up to this much later than due (a busy 2-core machine)."""
+GAP_S = 1.5
+
+REPLIES = [
+    "The moon is about three hundred and eighty four thousand kilometres away. Light "
+    "takes a little over a second to cross that distance.",
+    "Paris is the capital of France. It is famous for its museums, its cafes and the "
+    "Eiffel Tower.",
+    "A spider has eight legs. Insects, on the other hand, have six.",
+    "For dinner tonight you could try a simple pasta with tomatoes, garlic and basil. It "
+    "takes about twenty minutes.",
+    "The sky looks blue because air scatters blue sunlight more than red light. At sunset "
+    "the light travels further, so it turns orange.",
+    "To sleep better, keep a regular bedtime and avoid screens for an hour before bed.",
+    "Here is a joke. Why did the scarecrow win an award? Because he was outstanding in "
+    "his field.",
+    "Water boils at one hundred degrees Celsius at sea level. On a high mountain it boils "
+    "at a lower temperature.",
+    "The Pacific is the largest ocean on Earth. It covers about a third of the planet's "
+    "surface.",
+    "Once upon a time a small dragon lived in a cave by the sea. Every morning it flew "
+    "over the waves to watch the sun rise.",
+]
+USERS = [
+    ("Wait, stop for a moment.", "en-gb"),
+    ("How far away is the moon?", "en-us"),
+    ("Hold on, I have another question.", "en-us+m3"),
+    ("No, tell me about the weather instead.", "en-gb"),
+    ("Tell me a story about a dragon.", "en-us"),
+    ("Sorry, can you say that again?", "en-us+f2"),
+    ("Why is the sky blue?", "en-gb"),
+    ("Thanks, that is enough.", "en-us+m3"),
+]
+
+
+@dataclass
+class Trial:
+    reply: Audio
+    """The agent's reply at 16 kHz (played through the device at 48 kHz)."""
+    text: str
+    user: Audio | None = None
+    user_at_s: float = 0.0
+    """When the user's first word starts, from the start of the reply."""
+
+
+@dataclass
+class Outcome:
+    pauses: list[float] = field(default_factory=list)
+    """When the speaker went silent (held), from the start of the reply."""
+    heard: list[str] = field(default_factory=list)
+    committed: bool = False
+
+
+def db(x: Audio) -> float:
+    return float(10 * np.log10(np.mean(np.square(x)) + 1e-20))
+
+
+def rms(x: Audio) -> float:
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def room_response(seed: int) -> Audio:
+    rng = np.random.default_rng(seed)
+    taps = int(0.4 * RATE)
+    rir = rng.standard_normal(taps) * np.exp(-6.9 * np.arange(taps) / (0.3 * RATE))
+    return (rir / np.sqrt(np.sum(rir**2))).astype(np.float32)
+
+
+def convolve(x: Audio, h: Audio) -> Audio:
+    n = len(x) + len(h) - 1
+    size = 1 << (n - 1).bit_length()
+    y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(h, size), size)[:len(x)]
+    return y.astype(np.float32)
+
+
+def onset(x: Audio) -> float:
+    """Seconds to the first 10 ms frame above -40 dB of the loudest one: the first word."""
+    frames = x[:len(x) // 160 * 160].reshape(-1, 160)
+    level = np.sqrt(np.mean(frames**2, axis=1))
+    return float(np.argmax(level > level.max() * 0.01) * 160 / RATE)
+
+
+class Room:
+    """The speaker, the room and the microphone on one simulated clock, run block by block
+    through the app's barge-in path in one mode."""
+
+    def __init__(self, mode: DuplexMode, endpointers: Endpointers, stt: STTEngine,
+                 duplex: DuplexSettings, seed: int) -> None:
+        self.mode = mode
+        self.endpointers = endpointers
+        self.duplex = DuplexSettings(mode, duplex.min_speech_ms, duplex.gate_dbfs)
+        self.stt = stt
+        self.rng = np.random.default_rng(seed)
+        self.far_end = FarEnd(DEVICE_RATE)
+        self.canceller = make_echo_canceller(self.far_end) if mode == DuplexMode.AEC else None
+        self.clock = 0.0
+        """Seconds of stream so far: both devices started together at 0."""
+        self.played = 0
+        """Device samples handed to the speaker so far."""
+        self.mic_in: list[Audio] = []
+        self.mic_out: list[Audio] = []
+
+    def run(self, trial: Trial, rir: Audio) -> Outcome:
+        """One reply (then a pause): the speaker plays it unless the user's speech holds
+        it; an interruption that is committed stops it for good."""
+        device = resample(trial.reply, RATE, DEVICE_RATE)
+        total = (len(trial.reply) + int(GAP_S * RATE)) // MIC_BLOCK * MIC_BLOCK
+        noise = self.rng.standard_normal(total).astype(np.float32) * 10 ** (NOISE_DBFS / 20)
+        near = np.zeros(total, dtype=np.float32)
+        if trial.user is not None:
+            at = int(trial.user_at_s * RATE) - int(onset(trial.user) * RATE)
+            user = trial.user[:max(0, total - at)]
+            near[at:at + len(user)] = user
+        start, start_played = self.clock, self.played
+        delay = int((ECHO_DELAY_S + start_played / DEVICE_RATE - start) * RATE)
+        """Microphone samples from the start of the trial to the echo of the reply's first
+        sample: the speaker's stream runs a little ahead of the microphone's."""
+        silences: list[list[int]] = []
+        """[from, to) device samples of the reply the speaker held back; `to` is -1 while
+        held, and what was already handed to the device still sounds."""
+        outcome = Outcome()
+        endpointer: Endpointer | None = (
+            self.endpointers.during_reply(self.duplex)
+            if self.mode != DuplexMode.HALF_DUPLEX else None)
+        echo = self._echo(trial.reply, silences, rir, total, delay)
+        for first in range(0, total - MIC_BLOCK + 1, MIC_BLOCK):
+            arrive = start + (first + MIC_BLOCK) / RATE + MIC_LATE_S
+            # the speaker's callbacks run ahead of the sound by the device buffer
+            while (self.played + PLAY_BLOCK) / DEVICE_RATE <= arrive + DEVICE_AHEAD_S:
+                i = self.played - start_played
+                block = np.pad(device[i:i + PLAY_BLOCK],
+                               (0, max(0, i + PLAY_BLOCK - len(device))))
+                for lo, hi in silences:
+                    end = PLAY_BLOCK if hi < 0 else max(0, hi - i)
+                    block[max(0, lo - i):end] = 0
+                late = self.rng.uniform(0, JITTER_S)
+                self.far_end.push(block, self.played / DEVICE_RATE - DEVICE_AHEAD_S + late)
+                self.played += PLAY_BLOCK
+            mic = (echo + near + noise)[first:first + MIC_BLOCK]
+            self.mic_in.append(mic)
+            captured = arrive - MIC_BLOCK / RATE + self.rng.uniform(0, JITTER_S)
+            heard = mic if self.canceller is None else self.canceller.process(mic, captured)
+            self.mic_out.append(heard)
+            if endpointer is None or outcome.committed:
+                continue
+            for event in endpointer.push(heard):
+                if isinstance(event, SpeechStarted):
+                    # VoiceLoop holds the reply; the device plays what it already has
+                    outcome.pauses.append(arrive + DEVICE_AHEAD_S - start)
+                    silences.append([self.played - start_played, -1])
+                elif isinstance(event, Utterance):
+                    text = self.stt.transcribe(event.audio).text.strip()
+                    outcome.heard.append(text)
+                    if has_words(text) and not echoes(text, trial.text):
+                        outcome.committed = True  # the rest of the reply is dropped
+                    else:  # resumed where it was (the bench skips over the gap)
+                        silences[-1][1] = self.played - start_played
+                    endpointer = self.endpointers.during_reply(self.duplex)
+                echo = self._echo(trial.reply, silences, rir, total, delay)
+        self.clock = start + total / RATE
+        return outcome
+
+    @staticmethod
+    def _echo(reply: Audio, silences: list[list[int]], rir: Audio, total: int,
+              delay: int) -> Audio:
+        """What the microphone hears of the reply as the speaker really played it."""
+        sounded = np.pad(reply, (0, max(0, total - len(reply))))[:total]
+        for lo, hi in silences:
+            sounded[round(lo * RATE / DEVICE_RATE):None if hi < 0 else
+                    round(hi * RATE / DEVICE_RATE)] = 0
+        wet = convolve(sounded, rir) * ECHO_GAIN
+        return np.concatenate([np.zeros(delay, np.float32), wet])[:total]
+
+
+def build_trials(tts: TTSEngine, n: int) -> tuple[list[Trial], list[Trial]]:
+    """`n` echo-only trials and `n` with a user talking over, from real Piper replies."""
+    rng = np.random.default_rng(7)
+    replies = []
+    for text in REPLIES:
+        chunks = list(tts.synthesize(text))
+        audio = np.concatenate([resample(c.samples, c.sample_rate, RATE) for c in chunks])
+        replies.append((text, (0.1 * audio / rms(audio)).astype(np.float32)))  # -20 dBFS
+    users = []
+    for text, voice in USERS:
+        speech = espeak(text, voice=voice)
+        users.append(speech / rms(speech))
+    alone = [Trial(replies[i % len(replies)][1], replies[i % len(replies)][0])
+             for i in range(n)]
+    over = []
+    for i in range(n):
+        text, reply = replies[(i + 3) % len(replies)]
+        echo_level = 0.1 * ECHO_GAIN
+        user = (users[i % len(users)] * echo_level).astype(np.float32)
+        at = float(rng.uniform(0.8, max(1.0, len(reply) / RATE - 1.5)))
+        over.append(Trial(reply, text, user, at))
+    return alone, over
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: Endpointers,
+          stt: STTEngine, duplex: DuplexSettings) -> dict[str, float | int | str]:
+    room = Room(mode, endpointers, stt, duplex, seed=11)
+    started = time.perf_counter()
+    rir = room_response(0)  # one room: the canceller learns it once, as at home
+    # echo-only and talked-over replies alternate, as in a conversation
+    alone_out, over_out = [], []
+    erle_in, erle_out = [], []
+    for i, (a, o) in enumerate(zip(alone, over, strict=True)):
+        before = sum(len(x) for x in room.mic_in)
+        alone_out.append(room.run(a, rir))
+        skip = 2 * RATE if i == 0 else 0  # the canceller's first seconds ever
+        erle_in.append(np.concatenate(room.mic_in)[before + skip:])
+        erle_out.append(np.concatenate(room.mic_out)[before + skip:])
+        over_out.append(room.run(o, rir))
+    wall = time.perf_counter() - started
+    audio_s = room.clock
+    n = min(sum(len(x) for x in erle_in), sum(len(x) for x in erle_out))
+    erle = (db(np.concatenate(erle_in)[:n]) - db(np.concatenate(erle_out)[:n])
+            if mode == DuplexMode.AEC else 0.0)
+    delays = [(min(p for p in out.pauses if p >= t.user_at_s) - t.user_at_s) * 1000
+              for t, out in zip(over, over_out, strict=True)
+              if out.committed and any(p >= t.user_at_s for p in out.pauses)]
+    return {
+        "mode": str(mode),
+        "erle_db": round(erle, 1),
+        "replies": len(alone),
+        "self_interruptions": sum(o.committed for o in alone_out),
+        "false_pauses": sum(len(o.pauses) for o in alone_out),
+        "interruptions": len(over),
+        "detected": sum(o.committed for o in over_out),
+        "detected_share": round(sum(o.committed for o in over_out) / len(over), 3),
+        "delay_p50_ms": round(pct(delays, 0.5)),
+        "delay_p90_ms": round(pct(delays, 0.9)),
+        "realtime_factor": round(wall / audio_s, 3),
+        "self_heard": " | ".join(h for o in alone_out for h in o.heard if h)[:300],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--replies", type=int, default=32, help="replies per kind (≥ 30)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"))
+    args = parser.parse_args()
+    config = load_config()
+    models = resolve_models(config)
+    registry = default_registry()
+    stt = registry.create(models["stt"], engine_options("stt", config))
+    tts = registry.create(models["tts"], engine_options("tts", config))
+    assert isinstance(stt, STTEngine) and isinstance(tts, TTSEngine)
+    stt.load()
+    tts.load()
+    alone, over = build_trials(tts, args.replies)
+    tts.close()
+    endpointers = endpointer_factory(config)
+    duplex = duplex_settings(config)
+    rows = [bench(mode, alone, over, endpointers, stt, duplex) for mode in DuplexMode]
+    stt.close()
+    header = ("| mode | ERLE dB | self-interruptions | false pauses | interruptions detected "
+              "| first word → silence p50 / p90 ms | real-time factor |\n"
+              "|---|---|---|---|---|---|---|")
+    lines = [header] + [
+        f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
+        f"| {r['self_interruptions']} / {r['replies']} | {r['false_pauses']} "
+        f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
+        f"| {r['delay_p50_ms']} / {r['delay_p90_ms']} | {r['realtime_factor']} |"
+        for r in rows]
+    table = "\n".join(lines)
+    print(table)
+    for r in rows:
+        if r["self_heard"]:
+            print(f"{r['mode']}: heard over its own replies: {r['self_heard']}")
+    args.out.mkdir(exist_ok=True)
+    (args.out / "echo.json").write_text(json.dumps(rows, indent=2))
+    (args.out / "echo.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""On loudspeakers Parley hears its own voice and must not answer it, but it must stop when
+the user talks over it.
+
+The private PulseAudio routes the speaker back into the microphone (attenuated, as a room
+does); the agent runs on the real default engines with the same VoiceLoop, Playback and
+echo canceller as `parley run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app.config import load_config
+from app.events import (
+    AgentEvent,
+    AssistantDone,
+    Interrupted,
+    InterruptionIgnored,
+    State,
+    StateChanged,
+    TurnMetrics,
+    UserSaid,
+)
+from app.outputs import SpeakerOutput
+from app.session import endpointer_factory, open_session
+from app.voice import VoiceLoop
+from audio.devices import pick_device
+from audio.playback import Playback
+from tests.speech import conversation_wav
+
+LONG_QUESTION = "Tell me a story about a dragon."
+OVER_IT = "How far away is the moon?"
+
+
+async def until(events: list[AgentEvent], wanted: Callable[[AgentEvent], bool],
+                timeout: float, after: int = 0) -> AgentEvent:
+    """The first event from `events[after]` on (already seen or still to come) that
+    `wanted` accepts."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in events[after:]:
+            if wanted(event):
+                return event
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not seen within {timeout} s; events: {events[-30:]}")
+
+
+def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_talks(
+        pulse: Any, tmp_path: Path, user_dirs: Path, default_models: dict[str, Any]) -> None:
+    question = conversation_wav(tmp_path / "q.wav", [LONG_QUESTION], gap_s=0.2)
+    interruption = conversation_wav(tmp_path / "i.wav", [OVER_IT], gap_s=0.2)
+    events: list[AgentEvent] = []
+
+    async def conversation() -> None:
+        config = load_config()
+        mic, speaker = pick_device(None, "input"), pick_device(None, "output")
+        with Playback(speaker) as playback:
+            session = await open_session(config, SpeakerOutput(playback))
+            session.agent.subscribe(events.append)
+            voice = VoiceLoop(session.agent, endpointer_factory(config))
+            listening = asyncio.create_task(voice.run(mic))
+            try:
+                await asyncio.sleep(1.0)
+                # 1. A whole answer, heard back through the room, does not interrupt itself.
+                await asyncio.to_thread(pulse.play_into_mic, question)
+                first = await until(events, lambda e: isinstance(e, TurnMetrics), 180)
+                assert isinstance(first, TurnMetrics)
+                assert first.metrics_ms["tts_audio_seconds"] > 2.0, first
+                assert not [e for e in events if isinstance(e, Interrupted)], events
+                done = [e for e in events if isinstance(e, AssistantDone)]
+                assert [d.text for d in done] == [first.assistant_text]
+                # 2. The same question again; the user talks over the answer.
+                await asyncio.sleep(1.0)
+                seen = len(events)
+                await asyncio.to_thread(pulse.play_into_mic, question)
+                await until(events, lambda e: e == StateChanged(State.SPEAKING), 180, seen)
+                await asyncio.sleep(1.0)
+                await asyncio.to_thread(pulse.play_into_mic, interruption)
+                cut = await until(events, lambda e: isinstance(e, Interrupted), 60)
+                answered = await until(
+                    events, lambda e: isinstance(e, TurnMetrics) and e.turn == 3, 180)
+            finally:
+                listening.cancel()
+                await session.close()
+        assert isinstance(cut, Interrupted) and cut.by == "speech" and cut.turn == 2
+        assert isinstance(answered, TurnMetrics)
+        assert "moon" in answered.user_text.lower(), answered
+        assert answered.assistant_text
+        said = [e.text for e in events if isinstance(e, UserSaid)]
+        assert len(said) == 3 and "moon" in said[2].lower(), said
+        second = [e for e in events if isinstance(e, TurnMetrics) and e.turn == 2]
+        assert second and second[0].assistant_text == cut.heard_text
+        # its own voice never even paused it
+        assert not [e for e in events if isinstance(e, InterruptionIgnored)], events
+
+    with pulse.speaker_heard_by_mic(volume=0.7):
+        asyncio.run(conversation())
