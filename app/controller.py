@@ -429,7 +429,8 @@ class Controller:
             await self.switch_model(kind, str(self.config["models"][kind]))
         if "vad" in changes and self.voice is not None:
             self.voice.make_endpointer = endpointer_factory(self.config)
-        if {"cloud", "llm", "stt", "duplex"} & set(changes):
+        if ({"cloud", "duplex"} & set(changes) or "system_prompt" in changes.get("llm", {})
+                or "language" in changes.get("stt", {})):
             await self._restart_cloud()  # a session's settings are fixed once it has begun
 
     def _set_persona(self, prompt: str) -> None:

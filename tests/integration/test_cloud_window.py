@@ -6,7 +6,7 @@ local mode in words."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,15 @@ def wait(controller: Any, condition: Any, timeout_s: float = 60) -> None:
                 await asyncio.sleep(0.05)
 
     controller.loop.run_until_complete(until())
+
+
+def on_loop(controller: Any, act: Callable[[], None]) -> None:
+    """Do `act` (a key press) inside the running loop, where a real key event arrives."""
+
+    async def run() -> None:
+        act()
+
+    controller.loop.run_until_complete(run())
 
 
 @pytest.fixture
@@ -206,3 +215,39 @@ def test_a_connection_lost_for_good_brings_the_conversation_back_to_local_mode(
     ask(controller, qtbot, window, "What is a cat?", 4)
     assert controller.agent.history[1:3] == [ChatMessage("user", "Are you there?"),
                                              ChatMessage("assistant", "Still here.")]
+
+
+def test_in_cloud_push_to_talk_only_the_held_speech_goes_up_and_esc_stops_the_reply(
+        controller: Any, qtbot: Any, pulse: Any, serve: Any, tmp_path: Path) -> None:
+    story = ("Once upon a time a lighthouse keeper lived alone on a small rocky island, and "
+             "every night she climbed the long stairs to light the lamp for the ships.")
+    server = serve(Scenario(heard=["Tell me a story."], replies=[Reply(story)]))
+    controller.loop.run_until_complete(
+        controller.update_settings({"cloud": {"turn_detection": "push_to_talk"}}))
+    window = window_for(controller, qtbot)
+    window.where.setCurrentIndex(1)
+    wait(controller, lambda: controller.cloud is not None
+         and controller.cloud.link.connected.is_set(), 20)
+    question = conversation_wav(tmp_path / "q.wav", ["Tell me a story."], gap_s=0.3)
+    pulse.play_into_mic(question)  # not holding Space: none of this goes up
+    window.conversation.setFocus()
+    on_loop(controller, lambda: qtbot.keyPress(window, Qt.Key.Key_Space))
+    player = pulse.play_into_mic(question, wait=False)
+    wait(controller, lambda: player.poll() is not None, 30)
+    on_loop(controller, lambda: qtbot.keyRelease(window, Qt.Key.Key_Space))
+    wait(controller, lambda: window.state_badge.text() == "Speaking", 30)
+    controller.loop.run_until_complete(asyncio.sleep(1.5))
+    on_loop(controller, lambda: qtbot.keyClick(window, Qt.Key.Key_Escape))
+    wait(controller, lambda: window.state_badge.text() == "Listening", 10)
+
+    kinds = [e["type"] for e in server.connections[0].received]
+    assert "input_audio_buffer.append" not in kinds[:kinds.index("input_audio_buffer.clear")]
+    assert kinds.index("input_audio_buffer.commit") > kinds.index("input_audio_buffer.append")
+    server.wait_for(lambda: server.connections[0].of_type("conversation.item.truncate"), 10)
+    assert server.connections[0].of_type("response.cancel")
+    user, reply = window.conversation.bubbles
+    assert user.text == "Tell me a story."
+    # what was heard is what is shown (marked as cut) and kept
+    heard = controller.storage.turns(controller.conversation_id)[-1].text
+    assert heard and story.startswith(heard) and len(heard) < len(story)
+    assert reply.text.startswith(heard) and reply.text != story
