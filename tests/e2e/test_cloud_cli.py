@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -125,3 +126,31 @@ def test_set_key_without_a_system_keyring_points_to_the_environment(tmp_path: Pa
     assert "keyring" in result.stderr and "OPENAI_API_KEY" in result.stderr
     assert "sk-typed-by-the-user" not in result.stderr + result.stdout
     assert not (tmp_path / "config.toml").exists()
+
+
+def test_parley_run_cloud_opens_the_window_in_cloud_mode(
+        pulse: Any, server: RealtimeServer, tmp_path: Path) -> None:
+    """`parley run --cloud` (no --headless): the window starts, moves its conversation to
+    the cloud, and a spoken question is answered there and kept in the conversation store."""
+    question = conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"], gap_s=1.0)
+    shot = tmp_path / "window.png"
+    env = _env(pulse, tmp_path, OPENAI_BASE_URL=server.base_url,
+               OPENAI_API_KEY="sk-test-never-leaves-this-machine", QT_QPA_PLATFORM="offscreen")
+    window = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--cloud", "--max-turns", "1",
+         "--screenshot", str(shot)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        server.wait_for(lambda: server.connections
+                        and server.connections[0].of_type("session.update"), 180)
+        pulse.play_into_mic(question)
+        _, err = window.communicate(timeout=120)
+    finally:
+        if window.poll() is None:
+            window.kill()
+    assert window.returncode == 0, err
+    assert shot.stat().st_size > 0
+    with sqlite3.connect(tmp_path / "data" / "parley.db") as db:
+        turns = db.execute("SELECT role, text FROM turns ORDER BY id").fetchall()
+    done = next(e for e in server.connections[0].sent if e["type"] == "response.done")
+    assert turns == [("user", "How far away is the moon?"),
+                     ("assistant", done["response"]["output"][0]["content"][0]["transcript"])]
