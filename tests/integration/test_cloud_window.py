@@ -118,6 +118,21 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     assert [b.text for b in window.conversation.bubbles[2:]] == ["And what about dogs?",
                                                                  _DOGS]
     question = conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"], gap_s=1.0)
+    connection = server.connections[0]
+
+    def appended() -> int:
+        return len(connection.of_type("input_audio_buffer.append"))
+
+    # muted, nothing of the microphone goes to the cloud
+    qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
+    controller.loop.run_until_complete(asyncio.sleep(0.5))
+    before = appended()
+    pulse.play_into_mic(question)
+    controller.loop.run_until_complete(asyncio.sleep(1.0))
+    assert appended() == before and len(window.conversation.bubbles) == 4
+    qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
+    wait(controller, lambda: appended() > before, 5)
+    # unmuted, the question is heard by the server and answered aloud
     pulse.play_into_mic(question)
     wait(controller, lambda: len(window.conversation.bubbles) == 6
          and window.state_badge.text() == "Listening", 30)
@@ -170,6 +185,8 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     assert "cannot store the key" in dialog.message.text()
     assert "OPENAI_API_KEY" in dialog.message.text()
     assert dialog.isVisible() and dialog.key.text() == ""
+    dialog.forget.click()
+    assert "keyring cannot be reached" in dialog.message.text()
 
     # with the key in the environment instead, saving keeps the settings and switches
     monkeypatch.setenv("OPENAI_API_KEY", _KEY)
