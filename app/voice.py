@@ -39,8 +39,10 @@ _LEVEL_EVERY_S = 0.05
 _LISTENING = (State.LISTENING, State.HEARING)
 _REPLYING = (State.THINKING, State.SPEAKING)
 
-Stretch = Literal["turn", "reply"]
-"""What an endpointer listens for: the user's turn, or the user talking over a reply."""
+Stretch = Literal["turn", "reply", "reply, no canceller"]
+"""What an endpointer listens for: the user's turn, or the user talking over a reply
+(without a working echo canceller, only loud voice counts)."""
+_REPLY_STRETCHES = ("reply", "reply, no canceller")
 
 
 class ListenMode(StrEnum):
@@ -138,7 +140,7 @@ class VoiceLoop:
             position += len(heard)
             for event in endpointer.push(heard):
                 if isinstance(event, SpeechStarted):
-                    if stretch == "reply":
+                    if stretch in _REPLY_STRETCHES:
                         self.agent.hold()
                         holding = True
                     else:
@@ -146,7 +148,7 @@ class VoiceLoop:
                 elif isinstance(event, Utterance):
                     # the last voiced sample was heard (stream end - its position) before
                     ended_at = arrived - (position / _SAMPLE_RATE - event.end_s)
-                    if stretch == "reply":
+                    if stretch in _REPLY_STRETCHES:
                         self._start(self.agent.barge_in(event.audio, ended_at))
                         holding = False
                     else:
@@ -159,24 +161,21 @@ class VoiceLoop:
             return None
         if self.agent.state in _LISTENING:
             return "turn"
-        if self.agent.state in _REPLYING and duplex.mode != DuplexMode.HALF_DUPLEX:
-            return "reply"
-        return None
+        if self.agent.state not in _REPLYING or duplex.mode == DuplexMode.HALF_DUPLEX:
+            return None
+        if self._echo is None:
+            return "reply, no canceller"
+        # While AEC3 (re)learns the echo path the agent's voice leaks through, and Whisper
+        # turns a leak into words: better not to listen for a second or two (as LiveKit).
+        return None if self._echo.warming_up else "reply"
 
     def _endpointer(self, stretch: Stretch | None, duplex: DuplexSettings
                     ) -> Endpointer | None:
         if stretch == "turn":
             return self.make_endpointer()
-        if stretch == "reply":
-            return self.make_endpointer.during_reply(self._effective(duplex))
-        return None
-
-    def _effective(self, duplex: DuplexSettings) -> DuplexSettings:
-        """AEC mode without a working canceller listens like the vad-threshold mode."""
-        if duplex.mode == DuplexMode.AEC and self._echo is None:
-            return DuplexSettings(DuplexMode.VAD_THRESHOLD, duplex.min_speech_ms,
-                                  duplex.gate_dbfs)
-        return duplex
+        if stretch is None:
+            return None
+        return self.make_endpointer.during_reply(duplex, echo_cancelled=stretch == "reply")
 
     def _cancel_echo(self, block: Audio, arrived: float, duplex: DuplexSettings) -> Audio:
         """The block with the speaker's echo removed (mode "aec"), else as it came. The

@@ -84,8 +84,12 @@ class Endpointers:
         return Endpointer(self.vad, pre_roll_ms=self.pre_roll_ms,
                           hangover_ms=self.hangover_ms, min_speech_ms=self.min_speech_ms)
 
-    def during_reply(self, duplex: DuplexSettings) -> Endpointer:
-        floor = duplex.gate_dbfs if duplex.mode == DuplexMode.VAD_THRESHOLD else AEC_FLOOR_DBFS
+    def during_reply(self, duplex: DuplexSettings, echo_cancelled: bool = True
+                     ) -> Endpointer:
+        """`echo_cancelled`: the microphone audio went through a working echo canceller;
+        without one, only voice louder than the vad-threshold mode's gate counts."""
+        aec = duplex.mode == DuplexMode.AEC and echo_cancelled
+        floor = AEC_FLOOR_DBFS if aec else duplex.gate_dbfs
         return Endpointer(LoudnessGate(self.vad, floor), pre_roll_ms=self.pre_roll_ms,
                           hangover_ms=self.hangover_ms, min_speech_ms=duplex.min_speech_ms)
 
@@ -94,9 +98,17 @@ _ANNOTATIONS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
 """What Whisper writes for non-speech: [cough], (laughs), *sigh*."""
 
 
+_STOCK = {("thank", "you"), ("thank", "you", "very", "much"), ("thanks", "for", "watching"),
+          ("you",)}
+"""What Whisper famously writes for silence or noise it cannot place (it was trained on
+subtitles). A user who says only this over a reply is not taken as interrupting."""
+
+
 def has_words(text: str) -> bool:
-    """Whether a transcript holds anything said, rather than silence or a noise label."""
-    return bool(_words(text))
+    """Whether a transcript holds anything said, rather than silence, a noise label or
+    one of Whisper's stock phrases for noise."""
+    words = _words(text)
+    return bool(words) and tuple(words) not in _STOCK
 
 
 def echoes(heard: str, reply: str) -> bool:

@@ -33,6 +33,10 @@ FRAME = RATE // 100
 """AEC3 works on 10 ms frames."""
 _RESYNC_S = 0.06
 """Re-anchor the reference when the clocks drift further apart than this."""
+_WARM_UP_S = 2.0
+"""Seconds of the agent's voice AEC3 needs to learn the room (about 30 dB after that)."""
+_ACTIVE = 10 ** (-50 / 20)
+"""A reference frame louder than -50 dBFS teaches the canceller something."""
 _MAX_WAIT = 8
 """Frames of microphone held back waiting for their reference before silence is used
 instead (the speaker stream stopped)."""
@@ -77,13 +81,23 @@ class FarEnd:
         self._pushed = 0
         """Device-rate samples pushed so far."""
         self.clock = StreamClock()
+        self.gaps = 0
+        """Underruns so far."""
         self._lock = threading.Lock()
 
-    def push(self, block: Audio, played_at: float) -> None:
-        """Add the mono block (at the device rate) handed to the device at `played_at`."""
-        out = self._resampler.process(block)
+    def push(self, block: Audio, played_at: float, after_gap: bool = False) -> None:
+        """Add the mono block (at the device rate) handed to the device at `played_at`.
+
+        `after_gap`: the device ran dry before this block (an underrun), which shifts the
+        echo in time; AEC3 takes a second or more to find it again, and the agent's voice
+        leaks through meanwhile (`gaps` lets the canceller say so).
+        """
+        self.gaps += after_gap
+        self._write(self._resampler.process(block))
         self.clock.stamp(self._pushed * RATE / self._rate, played_at)
         self._pushed += len(block)
+
+    def _write(self, out: Audio) -> None:
         with self._lock:
             size = len(self._ring)
             out = out[-size:]
@@ -136,6 +150,19 @@ class EchoCanceller:
         """Microphone samples received so far."""
         self._cursor: int | None = None
         """Stream index of the far end that goes with the next near sample."""
+        self._learned = 0
+        """Frames of audible reference processed since the echo path last changed."""
+        self._gaps = 0
+
+    @property
+    def warming_up(self) -> bool:
+        """True until the canceller has heard enough of the agent to cancel it well: at
+        first, and again after the echo moved (the speaker ran dry, or the reference had
+        to be re-anchored: both happen on an overloaded machine)."""
+        if self.far.gaps != self._gaps:
+            log.info("the speaker ran dry: relearning the echo path")
+            self._gaps, self._learned = self.far.gaps, 0
+        return self._learned < _WARM_UP_S * 100
 
     def process(self, near: Audio, captured_at: float) -> Audio:
         self._mic.stamp(self._heard, captured_at)
@@ -147,7 +174,8 @@ class EchoCanceller:
         if target is not None and (self._cursor is None
                                    or abs(self._cursor - target) > _RESYNC_S * RATE):
             if self._cursor is not None:
-                log.debug("echo reference re-anchored by %d samples", target - self._cursor)
+                log.info("echo reference re-anchored by %d samples", target - self._cursor)
+                self._learned = 0  # the echo moved in AEC3's eyes: it has to find it again
             self._cursor = target
         x = np.concatenate([self._near, near])
         frames = len(x) // FRAME
@@ -162,6 +190,7 @@ class EchoCanceller:
             else:
                 far = self.far.read(self._cursor, FRAME)
                 self._cursor += FRAME
+                self._learned += float(np.sqrt(np.mean(np.square(far)))) > _ACTIVE
             out.append(self._processor.process(x[i * FRAME:(i + 1) * FRAME], far))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 

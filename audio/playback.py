@@ -145,7 +145,8 @@ class Playback:
             if not self._queue and not self._idle.is_set():
                 self._idle.set()
         outdata[n:] = 0
-        self.far_end.push(outdata[:, 0], clock.perf_counter())
+        self.far_end.push(outdata[:, 0], clock.perf_counter(),
+                          after_gap=bool(status.output_underflow))
 
     def __enter__(self) -> Playback:
         self.start()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +92,7 @@ class Trial:
     user: Audio | None = None
     user_at_s: float = 0.0
     """When the user's first word starts, from the start of the reply."""
+    user_text: str = ""
 
 
 @dataclass
@@ -168,9 +171,7 @@ class Room:
         """[from, to) device samples of the reply the speaker held back; `to` is -1 while
         held, and what was already handed to the device still sounds."""
         outcome = Outcome()
-        endpointer: Endpointer | None = (
-            self.endpointers.during_reply(self.duplex)
-            if self.mode != DuplexMode.HALF_DUPLEX else None)
+        endpointer = self._endpointer()
         echo = self._echo(trial.reply, silences, rir, total, delay)
         for first in range(0, total - MIC_BLOCK + 1, MIC_BLOCK):
             arrive = start + (first + MIC_BLOCK) / RATE + MIC_LATE_S
@@ -190,6 +191,14 @@ class Room:
             captured = arrive - MIC_BLOCK / RATE + self.rng.uniform(0, JITTER_S)
             heard = mic if self.canceller is None else self.canceller.process(mic, captured)
             self.mic_out.append(heard)
+            if self.mode == DuplexMode.AEC and self.canceller is not None:
+                if self.canceller.warming_up:  # VoiceLoop stops listening, lets it play
+                    endpointer = None
+                    if silences and silences[-1][1] < 0:
+                        silences[-1][1] = self.played - start_played
+                        echo = self._echo(trial.reply, silences, rir, total, delay)
+                elif endpointer is None:
+                    endpointer = self._endpointer()
             if endpointer is None or outcome.committed:
                 continue
             for event in endpointer.push(heard):
@@ -204,10 +213,19 @@ class Room:
                         outcome.committed = True  # the rest of the reply is dropped
                     else:  # resumed where it was (the bench skips over the gap)
                         silences[-1][1] = self.played - start_played
-                    endpointer = self.endpointers.during_reply(self.duplex)
+                    endpointer = self._endpointer()
                 echo = self._echo(trial.reply, silences, rir, total, delay)
         self.clock = start + total / RATE
         return outcome
+
+    def _endpointer(self) -> Endpointer | None:
+        """As VoiceLoop makes it for each stretch of a reply (in AEC mode it does not
+        listen while the canceller learns the room)."""
+        if self.mode == DuplexMode.HALF_DUPLEX:
+            return None
+        if self.canceller is None:
+            return self.endpointers.during_reply(self.duplex, echo_cancelled=False)
+        return None if self.canceller.warming_up else self.endpointers.during_reply(self.duplex)
 
     @staticmethod
     def _echo(reply: Audio, silences: list[list[int]], rir: Audio, total: int,
@@ -241,8 +259,14 @@ def build_trials(tts: TTSEngine, n: int) -> tuple[list[Trial], list[Trial]]:
         echo_level = 0.1 * ECHO_GAIN
         user = (users[i % len(users)] * echo_level).astype(np.float32)
         at = float(rng.uniform(0.8, max(1.0, len(reply) / RATE - 1.5)))
-        over.append(Trial(reply, text, user, at))
+        over.append(Trial(reply, text, user, at, USERS[i % len(USERS)][0]))
     return alone, over
+
+
+def words_kept(said: str, heard: str) -> float:
+    """The share of the user's words that the transcript of the interruption holds."""
+    want, got = re.findall(r"\w+", said.lower()), set(re.findall(r"\w+", heard.lower()))
+    return sum(w in got for w in want) / len(want)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -273,6 +297,8 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
     delays = [(min(p for p in out.pauses if p >= t.user_at_s) - t.user_at_s) * 1000
               for t, out in zip(over, over_out, strict=True)
               if out.committed and any(p >= t.user_at_s for p in out.pauses)]
+    kept = [words_kept(t.user_text, o.heard[-1]) for t, o in zip(over, over_out, strict=True)
+            if o.committed]
     return {
         "mode": str(mode),
         "erle_db": round(erle, 1),
@@ -284,6 +310,7 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
         "detected_share": round(sum(o.committed for o in over_out) / len(over), 3),
         "delay_p50_ms": round(pct(delays, 0.5)),
         "delay_p90_ms": round(pct(delays, 0.9)),
+        "user_words_kept": round(statistics.mean(kept), 3) if kept else 0.0,
         "realtime_factor": round(wall / audio_s, 3),
         "self_heard": " | ".join(h for o in alone_out for h in o.heard if h)[:300],
     }
@@ -309,13 +336,15 @@ def main() -> None:
     rows = [bench(mode, alone, over, endpointers, stt, duplex) for mode in DuplexMode]
     stt.close()
     header = ("| mode | ERLE dB | self-interruptions | false pauses | interruptions detected "
-              "| first word → silence p50 / p90 ms | real-time factor |\n"
-              "|---|---|---|---|---|---|---|")
+              "| first word → silence p50 / p90 ms | user's words transcribed "
+              "| real-time factor |\n"
+              "|---|---|---|---|---|---|---|---|")
     lines = [header] + [
         f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
         f"| {r['self_interruptions']} / {r['replies']} | {r['false_pauses']} "
         f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
-        f"| {r['delay_p50_ms']} / {r['delay_p90_ms']} | {r['realtime_factor']} |"
+        f"| {r['delay_p50_ms']} / {r['delay_p90_ms']} "
+        f"| {100 * float(r['user_words_kept']):.0f} % | {r['realtime_factor']} |"
         for r in rows]
     table = "\n".join(lines)
     print(table)

@@ -46,7 +46,23 @@ async def until(events: list[AgentEvent], wanted: Callable[[AgentEvent], bool],
             if wanted(event):
                 return event
         await asyncio.sleep(0.05)
-    raise AssertionError(f"not seen within {timeout} s; events: {events[-30:]}")
+    raise AssertionError(f"not seen within {timeout} s:\n{story(events)}")
+
+
+def story(events: list[AgentEvent]) -> str:
+    """The conversation as a reader would follow it, for failure messages."""
+    lines = []
+    for e in events:
+        if isinstance(e, UserSaid):
+            lines.append(f"{e.turn} user: {e.text}")
+        elif isinstance(e, AssistantDone):
+            lines.append(f"{e.turn} parley: {e.text}")
+        elif isinstance(e, Interrupted | InterruptionIgnored):
+            lines.append(f"{e.turn} {e}")
+        elif isinstance(e, TurnMetrics):
+            lines.append(f"{e.turn} kept: {e.assistant_text} "
+                         f"({e.metrics_ms.get('tts_audio_seconds', 0):.1f} s of speech)")
+    return "\n".join(lines)
 
 
 def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_talks(
@@ -69,10 +85,10 @@ def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_ta
                 await asyncio.to_thread(pulse.play_into_mic, question)
                 first = await until(events, lambda e: isinstance(e, TurnMetrics), 180)
                 assert isinstance(first, TurnMetrics)
-                assert first.metrics_ms["tts_audio_seconds"] > 2.0, first
-                assert not [e for e in events if isinstance(e, Interrupted)], events
+                assert first.metrics_ms["tts_audio_seconds"] > 2.0, story(events)
+                assert not [e for e in events if isinstance(e, Interrupted)], story(events)
                 done = [e for e in events if isinstance(e, AssistantDone)]
-                assert [d.text for d in done] == [first.assistant_text]
+                assert [d.text for d in done] == [first.assistant_text], story(events)
                 # 2. The same question again; the user talks over the answer.
                 await asyncio.sleep(1.0)
                 seen = len(events)
@@ -86,16 +102,17 @@ def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_ta
             finally:
                 listening.cancel()
                 await session.close()
-        assert isinstance(cut, Interrupted) and cut.by == "speech" and cut.turn == 2
+        told = story(events)
+        assert isinstance(cut, Interrupted) and cut.by == "speech" and cut.turn == 2, told
         assert isinstance(answered, TurnMetrics)
-        assert "moon" in answered.user_text.lower(), answered
-        assert answered.assistant_text
+        assert "moon" in answered.user_text.lower(), told
+        assert answered.assistant_text, told
         said = [e.text for e in events if isinstance(e, UserSaid)]
-        assert len(said) == 3 and "moon" in said[2].lower(), said
+        assert len(said) == 3, told  # and nothing it said itself was taken for the user
         second = [e for e in events if isinstance(e, TurnMetrics) and e.turn == 2]
-        assert second and second[0].assistant_text == cut.heard_text
+        assert second and second[0].assistant_text == cut.heard_text, told
         # its own voice never even paused it
-        assert not [e for e in events if isinstance(e, InterruptionIgnored)], events
+        assert not [e for e in events if isinstance(e, InterruptionIgnored)], told
 
     with pulse.speaker_heard_by_mic(volume=0.7):
         asyncio.run(conversation())

@@ -214,7 +214,7 @@ def test_played_audio_maps_back_to_whole_pieces_and_a_share_of_the_current_one()
 @pytest.mark.parametrize("text, words", [
     ("Stop.", True), ("wait", True), ("", False), ("  ", False), ("...", False),
     ("(coughs)", False), ("[BLANK_AUDIO]", False), ("*sigh*", False),
-    ("(laughs) okay", True),
+    ("(laughs) okay", True), ("Thank you.", False), ("Thank you, stop now.", True),
 ])
 def test_only_a_transcript_with_words_counts_as_talking(text: str, words: bool) -> None:
     assert has_words(text) is words

@@ -139,3 +139,22 @@ def test_the_stream_timeline_ignores_late_callbacks_but_follows_lost_samples() -
         clock.stamp(block * 320, 1.06 + block * 0.02 + rng.uniform(0, 0.015))
     start = clock.start()
     assert start is not None and abs(start - 1.06) < 0.005
+
+
+def test_the_canceller_owns_up_to_learning_at_first_and_after_the_speaker_ran_dry() -> None:
+    far = voice(f"{AGENT} {AGENT}", 12.0)
+    far_end = FarEnd(DEVICE_RATE)
+    canceller = make_echo_canceller(far_end)
+    assert canceller is not None and canceller.warming_up
+    device = soxr.resample(far, RATE, DEVICE_RATE).astype(np.float32)
+    block, learned_at = DEVICE_RATE // 50, None
+    for n, played in enumerate(range(0, len(device) - block, block)):
+        far_end.push(device[played:played + block], played / DEVICE_RATE,
+                     after_gap=n == 200)  # an underrun 4 s in
+        canceller.process(np.zeros(320, np.float32), played / DEVICE_RATE)
+        if learned_at is None and not canceller.warming_up:
+            learned_at = n * 0.02
+        if n == 200:
+            assert canceller.warming_up
+    assert learned_at is not None and 2.0 <= learned_at < 4.0  # 2 s of voice, pauses aside
+    assert not canceller.warming_up
