@@ -56,6 +56,12 @@ _SENSITIVITY = [
     (3, "Low — for noisy rooms"),
 ]
 """webrtcvad's aggressiveness: how hard it filters out what is not speech."""
+_DUPLEX = [
+    ("aec", "Any time — Parley cancels its own voice (echo cancellation)"),
+    ("vad-threshold", "Only loudly — no echo cancellation (e.g. if it fails here)"),
+    ("half-duplex", "Never — the microphone is ignored while Parley answers"),
+]
+"""The [duplex] modes: whether and how the user can talk over a reply."""
 _THEME_NAMES = {"system": "Follow the desktop", "light": "Light", "dark": "Dark"}
 
 
@@ -169,6 +175,10 @@ class SettingsDialog(QDialog):
             self.sensitivity.addItem(text, value)
         self.hangover = self._spin(200, 3000, 50, " ms")
         self.pre_roll = self._spin(0, 1000, 50, " ms")
+        self.duplex = QComboBox()
+        for mode, text in _DUPLEX:
+            self.duplex.addItem(text, mode)
+        self.min_speech = self._spin(60, 1000, 20, " ms")
         self.language = QComboBox()
         self.language.addItem("Detect automatically", "auto")
         for name, code in sorted((language_name(c), c) for c in _WHISPER_LANGUAGES):
@@ -186,6 +196,17 @@ class SettingsDialog(QDialog):
              "How much sound from just before your voice was noticed is kept, so the first "
              "syllable is not cut off.",
              self._spin_field("vad", "pre_roll_ms", self.pre_roll)),
+            ("&Interrupting Parley:", self.duplex,
+             "Whether you can talk over Parley while it answers. With echo cancellation it "
+             "stops as soon as you speak, even on loudspeakers; without it, only a voice "
+             "clearly louder than the speaker counts; or it can ignore the microphone until "
+             "it has finished (Esc still stops it).",
+             self._combo_field("duplex", "mode", self.duplex)),
+            ("Voice that &pauses it:", self.min_speech,
+             "How much speech it takes to pause Parley's answer. Shorter stops it sooner; "
+             "longer lets clicks and short noises pass. A pause with no words in it (a "
+             "cough) lets the answer carry on.",
+             self._spin_field("duplex", "min_speech_ms", self.min_speech)),
             ("Spoken lan&guage:", self.language,
              "The language you speak. Choosing it is quicker and more accurate than "
              "detecting it, which adds about a second to every sentence.",

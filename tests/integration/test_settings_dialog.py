@@ -111,3 +111,21 @@ def test_changes_apply_live_and_are_remembered(controller: Controller, qtbot: An
     assert controller.agent.history[0].content == PIRATE
     assert controller.storage.system_prompt(controller.conversation_id) == PIRATE
     assert _user_settings()["llm"]["system_prompt"] == PIRATE
+
+
+def test_a_user_who_cannot_use_echo_cancellation_stops_parley_hearing_itself(
+        controller: Controller, qtbot: Any) -> None:
+    dialog = SettingsDialog(controller)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    assert dialog.duplex.currentData() == controller.agent.settings.duplex.mode == "aec"
+    dialog.duplex.setCurrentIndex(dialog.duplex.findData("half-duplex"))
+    dialog.min_speech.setValue(300)
+    assert dialog.changes() == {"duplex": {"mode": "half-duplex", "min_speech_ms": 300}}
+    qtbot.mouseClick(dialog.apply_button, Qt.MouseButton.LeftButton)
+    assert dialog.pending is not None
+    assert controller.loop.run_until_complete(dialog.pending) is True  # type: ignore[attr-defined]
+    assert controller.agent.settings.duplex.mode == "half-duplex"  # the voice loop reads it
+    assert controller.agent.settings.duplex.min_speech_ms == 300
+    assert _user_settings()["duplex"] == {"mode": "half-duplex", "min_speech_ms": 300}
