@@ -19,3 +19,4 @@ test: lint
 bench: setup
 	$(PY) -m tests.bench.pipeline
 	$(PY) -m tests.bench.gui_loop
+	$(PY) -m tests.bench.echo
