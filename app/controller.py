@@ -151,11 +151,6 @@ class Controller:
             await self.session.close()
 
     # -- talking (to whichever mode is active) ----------------------------------------------
-    @property
-    def mode(self) -> str:
-        """"cloud" or "local", as ModeChanged says."""
-        return "cloud" if self.cloud is not None else "local"
-
     async def send_text(self, text: str) -> TurnMetrics | None:
         if not text.strip():
             return None

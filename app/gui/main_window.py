@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
         self._show_mode()
         return switched
 
-    def show_cloud_dialog(self, switch_after: bool = False) -> CloudDialog:
+    def show_cloud_dialog(self, switch_after: bool = False) -> None:
         if self.cloud_dialog is not None:
             self.cloud_dialog.close()
         dialog = self.cloud_dialog = CloudDialog(self.controller, self)
@@ -272,7 +272,6 @@ class MainWindow(QMainWindow):
             dialog.accepted.connect(lambda: self.run_async(self.switch_mode(True)))
         dialog.show()
         dialog.raise_()
-        return dialog
 
     def show_settings(self) -> None:
         SettingsDialog(self.controller, self).exec()
