@@ -12,7 +12,6 @@ Blocks arrive from the PortAudio thread and are handed to the loop.
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
 import time
 from collections.abc import Coroutine
@@ -29,8 +28,6 @@ from audio.devices import DeviceInfo
 from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from engines.protocols import Audio
-
-log = logging.getLogger(__name__)
 
 _SAMPLE_RATE = 16000
 _BLOCK_MS = 10

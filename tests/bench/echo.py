@@ -178,15 +178,16 @@ class Room:
             # the speaker's callbacks run ahead of the sound by the device buffer
             while (self.played + PLAY_BLOCK) / DEVICE_RATE <= arrive + DEVICE_AHEAD_S:
                 i = self.played - start_played
-                block = np.pad(device[i:i + PLAY_BLOCK],
-                               (0, max(0, i + PLAY_BLOCK - len(device))))
+                block = device[i:i + PLAY_BLOCK]
+                block = np.pad(block, (0, PLAY_BLOCK - len(block)))
                 for lo, hi in silences:
                     end = PLAY_BLOCK if hi < 0 else max(0, hi - i)
                     block[max(0, lo - i):end] = 0
                 late = self.rng.uniform(0, JITTER_S)
                 self.far_end.push(block, self.played / DEVICE_RATE - DEVICE_AHEAD_S + late)
                 self.played += PLAY_BLOCK
-            mic = (echo + near + noise)[first:first + MIC_BLOCK]
+            span = slice(first, first + MIC_BLOCK)
+            mic = echo[span] + near[span] + noise[span]
             self.mic_in.append(mic)
             captured = arrive - MIC_BLOCK / RATE + self.rng.uniform(0, JITTER_S)
             heard = mic if self.canceller is None else self.canceller.process(mic, captured)
@@ -275,7 +276,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: Endpointers,
-          stt: STTEngine, duplex: DuplexSettings) -> dict[str, float | int | str]:
+          stt: STTEngine, duplex: DuplexSettings) -> dict[str, float | int | str | None]:
     room = Room(mode, endpointers, stt, duplex, seed=11)
     started = time.perf_counter()
     rir = room_response(0)  # one room: the canceller learns it once, as at home
@@ -308,8 +309,8 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
         "interruptions": len(over),
         "detected": sum(o.committed for o in over_out),
         "detected_share": round(sum(o.committed for o in over_out) / len(over), 3),
-        "delay_p50_ms": round(pct(delays, 0.5)),
-        "delay_p90_ms": round(pct(delays, 0.9)),
+        "delay_p50_ms": round(pct(delays, 0.5)) if delays else None,
+        "delay_p90_ms": round(pct(delays, 0.9)) if delays else None,
         "user_words_kept": round(statistics.mean(kept), 3) if kept else 0.0,
         "realtime_factor": round(wall / audio_s, 3),
         "self_heard": " | ".join(h for o in alone_out for h in o.heard if h)[:300],
@@ -343,7 +344,7 @@ def main() -> None:
         f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
         f"| {r['self_interruptions']} / {r['replies']} | {r['false_pauses']} "
         f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
-        f"| {r['delay_p50_ms']} / {r['delay_p90_ms']} "
+        f"| {r['delay_p50_ms'] or '—'} / {r['delay_p90_ms'] or '—'} "
         f"| {100 * float(r['user_words_kept']):.0f} % | {r['realtime_factor']} |"
         for r in rows]
     table = "\n".join(lines)
