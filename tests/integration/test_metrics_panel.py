@@ -54,6 +54,9 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     typed = loop.run_until_complete(controller.send_text("Hello"))
     assert isinstance(typed, TurnMetrics)
     wait_for(loop, lambda: any(isinstance(e, ProcessUsage) for e in events), timeout=10)
+    # the charts are drawn a moment after the turn, so the window never repaints all at once
+    wait_for(loop, lambda: "Turn 2" in panel.stage_plot.accessibleDescription()
+             and panel.latency_plot.accessibleDescription().startswith("2 turns"), timeout=5)
 
     spoken, second = panel.turns
     assert "moon" in spoken.user_text.lower()
