@@ -268,7 +268,7 @@ def test_during_a_reply_a_short_sound_is_ignored_and_speech_pauses_it(mode: Dupl
 def test_a_faint_residual_of_echo_never_pauses_the_reply() -> None:
     endpointers = Endpointers(vad())
     speech = espeak("Hold on, I have another question.")
-    residual = (0.003 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)  # -50 dBFS
+    residual = (0.002 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)  # -54 dBFS
     events = endpointers.during_reply(DuplexSettings(DuplexMode.AEC)).push(
         np.concatenate([residual, np.zeros(RATE, np.float32)]))
     assert not events
