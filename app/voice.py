@@ -125,6 +125,8 @@ class VoiceLoop:
             self._report_level(block, arrived)
             duplex = self.agent.settings.duplex
             heard = self._cancel_echo(block, arrived, duplex)
+            if self._held is not None and not self.muted:
+                self._held.append(heard)
             wanted = self._stretch(duplex)
             if wanted != stretch:
                 if holding:  # the barge-in was cut off (mute, Stop): let the reply go on
