@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.events import (
-    AgentEvent,
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
+    EventBus,
     Interrupted,
     InterruptionIgnored,
     State,
-    StateChanged,
     TurnMetrics,
     UserSaid,
 )
@@ -121,36 +120,22 @@ class _Reply:
     """Set when the reply was interrupted: the only part of it that counts."""
 
 
-class Agent:
+class Agent(EventBus):
     def __init__(self, engines: EngineClient, output: AudioOutput, settings: AgentSettings,
                  clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
         self.engines = engines
         self.output = output
         self.settings = settings
         self.clock = clock
         self.history: list[ChatMessage] = [ChatMessage("system", settings.system_prompt)]
-        self.state = State.LISTENING
         self.generation = 0
         self._turns = 0
-        self._subscribers: list[Callable[[AgentEvent], None]] = []
         self._one_turn_at_a_time = asyncio.Lock()
         self._reply: _Reply | None = None
         self.turns: list[TurnMetrics] = []
         """Every completed turn's metrics, for reports."""
         engines.on_restart = lambda err: self.publish(ErrorOccurred(err.message, err.hint))
-
-    def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
-        self._subscribers.append(callback)
-
-    def publish(self, event: AgentEvent) -> None:
-        """Send an event to every subscriber (front ends add their own, e.g. mic level)."""
-        for callback in self._subscribers:
-            callback(event)
-
-    def set_state(self, state: State) -> None:
-        if state != self.state:
-            self.state = state
-            self.publish(StateChanged(state))
 
     def interrupt(self, by: str = "stop") -> None:
         """Stop speaking now: newer generation, worker told to drop older work, audio flushed,

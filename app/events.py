@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -153,3 +154,24 @@ AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMet
               | ErrorOccurred | MicLevel | ModelLoading | ModelChanged | ModelFailed
               | ProcessUsage | ConversationOpened | Interrupted | InterruptionIgnored
               | RateLimitsUpdated | ModeChanged)
+
+
+class EventBus:
+    """What the local and the cloud agent share: a state, and events sent to subscribers."""
+
+    def __init__(self) -> None:
+        self.state = State.LISTENING
+        self._subscribers: list[Callable[[AgentEvent], None]] = []
+
+    def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
+        self._subscribers.append(callback)
+
+    def publish(self, event: AgentEvent) -> None:
+        """Send an event to every subscriber (front ends add their own, e.g. mic level)."""
+        for callback in self._subscribers:
+            callback(event)
+
+    def set_state(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            self.publish(StateChanged(state))

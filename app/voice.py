@@ -12,7 +12,6 @@ Blocks arrive from the PortAudio thread and are handed to the loop.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Coroutine
 from enum import StrEnum
@@ -27,12 +26,12 @@ from audio.capture import Capture
 from audio.devices import DeviceInfo
 from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
+from audio.level import LevelMeter
 from engines.protocols import Audio
 
 _SAMPLE_RATE = 16000
 _BLOCK_MS = 10
 """Short microphone blocks: each one ends sooner, so a barge-in pauses the reply sooner."""
-_LEVEL_EVERY_S = 0.05
 _LISTENING = (State.LISTENING, State.HEARING)
 _REPLYING = (State.THINKING, State.SPEAKING)
 
@@ -57,7 +56,7 @@ class VoiceLoop:
         self._heard: asyncio.Queue[tuple[Audio, float]] = asyncio.Queue()
         self._finished: asyncio.Queue[asyncio.Task[TurnMetrics | None]] = asyncio.Queue()
         self._turns: set[asyncio.Task[TurnMetrics | None]] = set()
-        self._last_level = 0.0
+        self._meter = LevelMeter()
         self._echo: EchoCanceller | None = None
         self._echo_far: FarEnd | None = None
         self._echo_missing = False
@@ -194,9 +193,6 @@ class VoiceLoop:
         return self._echo.process(block, arrived - len(block) / _SAMPLE_RATE)
 
     def _report_level(self, block: Audio, now: float) -> None:
-        if now - self._last_level < _LEVEL_EVERY_S or not len(block):
-            return
-        self._last_level = now
-        rms = float(np.sqrt(np.mean(np.square(block))))
-        db = -90.0 if self.muted or rms <= 1e-5 else max(-90.0, 20 * math.log10(rms))
-        self.agent.publish(MicLevel(db))
+        db = self._meter.measure(block, now, self.muted)
+        if db is not None:
+            self.agent.publish(MicLevel(db))

@@ -39,15 +39,14 @@ from app.cloud.errors import describe
 from app.cloud.link import Link
 from app.cloud.settings import RATE, CloudSettings, session_config
 from app.events import (
-    AgentEvent,
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
+    EventBus,
     Interrupted,
     RateLimit,
     RateLimitsUpdated,
     State,
-    StateChanged,
     TurnMetrics,
     UserSaid,
 )
@@ -69,15 +68,15 @@ class _Turn:
     """(call_id, name, arguments) the current response asked for."""
 
 
-class CloudAgent:
+class CloudAgent(EventBus):
     def __init__(self, client: AsyncOpenAI, settings: CloudSettings, speaker: Speaker,
                  history: list[ChatMessage] | None = None,
                  clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__()
         self.settings = settings
         self.speaker = speaker
         self.clock = clock
         self.history = history or [ChatMessage("system", settings.instructions)]
-        self.state = State.LISTENING
         self.turns: list[TurnMetrics] = []
         self.rate_limits: tuple[RateLimit, ...] = ()
         self.timers = Timers(self.announce)
@@ -85,7 +84,6 @@ class CloudAgent:
         self.player = ReplyPlayer(speaker)
         self.link = Link(client, settings.model, settings.reconnect_attempts, self._open,
                          self._on_event, self._on_drop)
-        self._subscribers: list[Callable[[AgentEvent], None]] = []
         self._mic = MicEncoder()
         self._sent: deque[tuple[float, float]] = deque(maxlen=2000)
         """(end of the appended audio in session ms, capture time of its last sample)."""
@@ -98,18 +96,6 @@ class CloudAgent:
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the Agent's face ------------------------------------------------------------------
-    def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
-        self._subscribers.append(callback)
-
-    def publish(self, event: AgentEvent) -> None:
-        for callback in self._subscribers:
-            callback(event)
-
-    def set_state(self, state: State) -> None:
-        if state != self.state:
-            self.state = state
-            self.publish(StateChanged(state))
-
     async def run(self) -> None:
         """Hold the session open (reconnecting) until cancelled; raises CloudError if the
         cloud cannot be reached or the key is refused."""

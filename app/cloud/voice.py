@@ -9,21 +9,18 @@ so that Parley's own voice from the speaker does not sound like the user talking
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
-
-import numpy as np
 
 from app.cloud.agent import CloudAgent
 from app.events import AgentEvent, MicLevel
 from audio.capture import Capture
 from audio.devices import DeviceInfo
 from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
+from audio.level import LevelMeter
 from engines.protocols import Audio
 
 _SAMPLE_RATE = 16000
-_LEVEL_EVERY_S = 0.05
 
 
 class CloudVoice:
@@ -35,7 +32,7 @@ class CloudVoice:
         self._holding = False
         self._echo: EchoCanceller | None = (make_echo_canceller(far_end)
                                             if far_end is not None else None)
-        self._last_level = 0.0
+        self._meter = LevelMeter()
 
     @property
     def push_to_talk(self) -> bool:
@@ -73,9 +70,6 @@ class CloudVoice:
             self.agent.hear(block, captured_at)
 
     def _report_level(self, block: Audio, now: float) -> None:
-        if now - self._last_level < _LEVEL_EVERY_S or not len(block):
-            return
-        self._last_level = now
-        rms = float(np.sqrt(np.mean(np.square(block))))
-        db = -90.0 if self.muted or rms <= 1e-5 else max(-90.0, 20 * math.log10(rms))
-        self.publish(MicLevel(db))
+        db = self._meter.measure(block, now, self.muted)
+        if db is not None:
+            self.publish(MicLevel(db))
