@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QFont, QFontMetrics, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.send = QPushButton("Send")
         self.send.clicked.connect(self._send)
 
+        self._fix_badge_size()
         top = QHBoxLayout()
         for widget in (self.state_badge, self.where, QLabel("Mic"), self.level, self.mode,
                        self.mute, self.talk, self.stop):
@@ -150,6 +151,18 @@ class MainWindow(QMainWindow):
             self.on_event(StateChanged(controller.agent.state))
             self._show_conversation(controller.conversation_id)
         controller.subscribe(self.on_event)
+
+    def _fix_badge_size(self) -> None:
+        """A fixed size: the badge changes text several times a turn, and a label whose size
+        may change makes Qt lay out the whole window again (15-40 ms) each time."""
+        self.state_badge.ensurePolished()
+        font = QFont(self.state_badge.font())
+        font.setBold(True)
+        metrics = QFontMetrics(font)
+        words = [*_STATE_WORDS.values(), "Starting…", "Not started"]
+        self.state_badge.setFixedSize(max(metrics.horizontalAdvance(w) for w in words) + 34,
+                                      self.state_badge.sizeHint().height())
+        self.state_badge.setAlignment(Qt.AlignmentFlag.AlignCenter)
 
     # -- layout ----------------------------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:

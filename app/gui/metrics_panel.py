@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QEvent, Qt, QTimer
-from PySide6.QtGui import QColor, QPalette, QShowEvent
+from PySide6.QtGui import QColor, QFontMetrics, QPalette, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -133,6 +133,9 @@ class MetricsPanel(QWidget):
             font.setPointSizeF(font.pointSizeF() * 1.35)
             font.setBold(True)
             value.setFont(font)
+            # fixed, so a new figure repaints the tile without re-laying out the window
+            value.setFixedSize(QFontMetrics(font).horizontalAdvance("00,000 ms") + 8,
+                               QFontMetrics(font).height() + 4)
             tiles.addWidget(caption, 0, i)
             tiles.addWidget(value, 1, i)
             self.tiles[name] = value
@@ -227,6 +230,7 @@ class MetricsPanel(QWidget):
         plot.setMouseEnabled(x=False, y=False)
         plot.hideButtons()
         plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.disableAutoRange()  # the panel sets each range itself, only when it must change
         return plot
 
     # -- events ----------------------------------------------------------------------------
@@ -305,6 +309,8 @@ class MetricsPanel(QWidget):
             self.latency_plot.getAxis("bottom").setTickSpacing(
                 major=max(1, len(self.turns) // 6), minor=1)
             self.latency_plot.setYRange(0, max(values) * 1.1, padding=0)
+            turns = [p[0] for p in points]
+            self.latency_plot.setXRange(min(turns) - 0.5, max(turns) + 0.5, padding=0)
             self.latency_plot.setAccessibleDescription(
                 f"{len(values)} turns; latest {values[-1]:,.0f} ms, best {min(values):,.0f} ms,"
                 f" worst {max(values):,.0f} ms.")
