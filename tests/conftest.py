@@ -117,3 +117,24 @@ def controller(pulse: PulseAudio, user_dirs: Path, app_loop: asyncio.AbstractEve
     yield ctl
     app_loop.run_until_complete(ctl.close())
     storage.close()
+
+
+@pytest.fixture
+def realtime_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Start scripted Realtime servers; the SDK finds the latest through OPENAI_BASE_URL and
+    a test key in OPENAI_API_KEY, as a user's would. Each must end with no protocol fault."""
+    from tests.realtime_server import TEST_KEY, RealtimeServer, Scenario
+
+    servers: list[RealtimeServer] = []
+
+    def start(scenario: Scenario) -> RealtimeServer:
+        server = RealtimeServer(scenario).start()
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+        assert server.faults == [] and server.rejected == []

@@ -35,6 +35,9 @@ from websockets.http11 import Request, Response
 
 from tests.speech import espeak
 
+TEST_KEY = "sk-test-never-leaves-this-machine"
+"""The API key cloud tests use: this server accepts it, and no real service ever sees it."""
+
 RATE = 24000
 _FRAME = RATE // 50  # 20 ms VAD frames
 _VOICED_RMS = 0.01

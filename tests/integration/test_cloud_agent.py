@@ -10,7 +10,7 @@ import dataclasses
 import datetime
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -39,21 +39,9 @@ _STORY = ("Once upon a time a lighthouse keeper lived alone on a small rocky isl
 
 
 @pytest.fixture
-def serve(pulse: Any, user_dirs: Any, monkeypatch: pytest.MonkeyPatch
-          ) -> Iterator[Any]:
-    """Start a scripted server; the SDK finds it through OPENAI_BASE_URL, as users' would."""
-    servers: list[RealtimeServer] = []
-
-    def start(scenario: Scenario) -> RealtimeServer:
-        server = RealtimeServer(scenario).start()
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-        assert server.faults == [] and server.rejected == []
+def serve(pulse: Any, user_dirs: Any, realtime_servers: Any) -> Any:
+    """Scripted servers, with the virtual speaker and fresh user folders."""
+    return realtime_servers
 
 
 @contextlib.asynccontextmanager

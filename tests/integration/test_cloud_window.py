@@ -19,11 +19,10 @@ from PySide6.QtWidgets import QApplication
 from app.config import user_config_path
 from app.gui.main_window import MainWindow
 from engines.protocols import ChatMessage
-from tests.realtime_server import RealtimeServer, Reply, Scenario
+from tests.realtime_server import TEST_KEY, Reply, Scenario
 from tests.speech import conversation_wav
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-_KEY = "sk-test-never-leaves-this-machine"
 _DOGS = "Dogs are loyal friends who love long walks."
 _MOON = "The moon is about three hundred and eighty thousand kilometres away."
 
@@ -49,22 +48,8 @@ def on_loop(controller: Any, act: Callable[[], None]) -> None:
 
 
 @pytest.fixture
-def serve(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A scripted Realtime server the SDK finds through OPENAI_BASE_URL, and a test key
-    in OPENAI_API_KEY (as a user would set it)."""
-    servers: list[RealtimeServer] = []
-
-    def start(scenario: Scenario) -> RealtimeServer:
-        server = RealtimeServer(scenario).start()
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", _KEY)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-        assert server.faults == [] and server.rejected == []
+def serve(realtime_servers: Any) -> Any:
+    return realtime_servers
 
 
 @pytest.fixture
@@ -177,8 +162,8 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     ask(controller, qtbot, window, "What is a cat?", 2)
 
     # this computer cannot keep a key: the dialog says so, and the key goes nowhere
-    qtbot.keyClicks(dialog.key, _KEY)
-    assert dialog.key.displayText() != _KEY
+    qtbot.keyClicks(dialog.key, TEST_KEY)
+    assert dialog.key.displayText() != TEST_KEY
     dialog.turn_detection.setCurrentIndex(dialog.turn_detection.findData("semantic_vad"))
     dialog.voice.setCurrentText("cedar")
     dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
@@ -189,14 +174,14 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     assert "keyring cannot be reached" in dialog.message.text()
 
     # with the key in the environment instead, saving keeps the settings and switches
-    monkeypatch.setenv("OPENAI_API_KEY", _KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
     dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
     wait(controller, lambda: controller.cloud is not None
          and controller.cloud.link.connected.is_set(), 20)
     assert window.models_label.text() == "Cloud: gpt-realtime · voice cedar"
     settings = user_config_path().read_text()
     assert 'voice = "cedar"' in settings and 'turn_detection = "semantic_vad"' in settings
-    assert _KEY not in settings
+    assert TEST_KEY not in settings
     session = server.connections[0].of_type("session.update")[0]["session"]
     assert session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
     ask(controller, qtbot, window, "Hello?", 4, 30)
