@@ -12,7 +12,9 @@ cuts, and the `has_words` / `echoes` decision. A pause stops the speaker at its 
 Reported per mode: ERLE (dB, echo-only trials, after the first 2 s), self-interruptions
 (the agent cut its own reply) and false pauses over the echo-only trials, the share of
 user interruptions committed, and the delay from the user's first word to the speaker
-going silent (p50/p90). Writes bench-results/echo.json and echo.md.
+going silent (p50/p90), with the part of it before the detector first hears voice in
+the cancelled audio (AEC3 holds back the start of the user's words while the agent
+talks). Writes bench-results/echo.json and echo.md.
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ class Trial:
 class Outcome:
     pauses: list[float] = field(default_factory=list)
     """When the speaker went silent (held), from the start of the reply."""
+    voiced: list[float] = field(default_factory=list)
+    """For each pause, when the first frame the barge-in detector took for voice was
+    captured: what comes before it is echo cancellation hiding the user's first word."""
     heard: list[str] = field(default_factory=list)
     committed: bool = False
 
@@ -172,6 +177,8 @@ class Room:
         held, and what was already handed to the device still sounds."""
         outcome = Outcome()
         endpointer = self._endpointer()
+        pushed = 0
+        """Samples the current endpointer has heard."""
         echo = self._echo(trial.reply, silences, rir, total, delay)
         for first in range(0, total - MIC_BLOCK + 1, MIC_BLOCK):
             arrive = start + (first + MIC_BLOCK) / RATE + MIC_LATE_S
@@ -199,13 +206,16 @@ class Room:
                         silences[-1][1] = self.played - start_played
                         echo = self._echo(trial.reply, silences, rir, total, delay)
                 elif endpointer is None:
-                    endpointer = self._endpointer()
+                    endpointer, pushed = self._endpointer(), 0
             if endpointer is None or outcome.committed:
                 continue
+            pushed += len(heard)
             for event in endpointer.push(heard):
                 if isinstance(event, SpeechStarted):
                     # VoiceLoop holds the reply; the device plays what it already has
                     outcome.pauses.append(arrive + DEVICE_AHEAD_S - start)
+                    outcome.voiced.append(arrive - MIC_LATE_S - start
+                                          - (pushed / RATE - event.at_s))
                     silences.append([self.played - start_played, -1])
                 elif isinstance(event, Utterance):
                     text = self.stt.transcribe(event.audio).text.strip()
@@ -214,7 +224,7 @@ class Room:
                         outcome.committed = True  # the rest of the reply is dropped
                     else:  # resumed where it was (the bench skips over the gap)
                         silences[-1][1] = self.played - start_played
-                    endpointer = self._endpointer()
+                    endpointer, pushed = self._endpointer(), 0
                 echo = self._echo(trial.reply, silences, rir, total, delay)
         self.clock = start + total / RATE
         return outcome
@@ -295,9 +305,11 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
     n = min(sum(len(x) for x in erle_in), sum(len(x) for x in erle_out))
     erle = (db(np.concatenate(erle_in)[:n]) - db(np.concatenate(erle_out)[:n])
             if mode == DuplexMode.AEC else 0.0)
-    delays = [(min(p for p in out.pauses if p >= t.user_at_s) - t.user_at_s) * 1000
-              for t, out in zip(over, over_out, strict=True)
-              if out.committed and any(p >= t.user_at_s for p in out.pauses)]
+    stops = [(t, out, min(i for i, p in enumerate(out.pauses) if p >= t.user_at_s))
+             for t, out in zip(over, over_out, strict=True)
+             if out.committed and any(p >= t.user_at_s for p in out.pauses)]
+    delays = [(out.pauses[i] - t.user_at_s) * 1000 for t, out, i in stops]
+    heard_after = [(out.voiced[i] - t.user_at_s) * 1000 for t, out, i in stops]
     kept = [words_kept(t.user_text, o.heard[-1]) for t, o in zip(over, over_out, strict=True)
             if o.committed]
     return {
@@ -311,6 +323,8 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
         "detected_share": round(sum(o.committed for o in over_out) / len(over), 3),
         "delay_p50_ms": round(pct(delays, 0.5)) if delays else None,
         "delay_p90_ms": round(pct(delays, 0.9)) if delays else None,
+        "first_voice_p50_ms": round(pct(heard_after, 0.5)) if heard_after else None,
+        "first_voice_p90_ms": round(pct(heard_after, 0.9)) if heard_after else None,
         "user_words_kept": round(statistics.mean(kept), 3) if kept else 0.0,
         "realtime_factor": round(wall / audio_s, 3),
         "self_heard": " | ".join(h for o in alone_out for h in o.heard if h)[:300],
@@ -337,14 +351,15 @@ def main() -> None:
     rows = [bench(mode, alone, over, endpointers, stt, duplex) for mode in DuplexMode]
     stt.close()
     header = ("| mode | ERLE dB | self-interruptions | false pauses | interruptions detected "
-              "| first word → silence p50 / p90 ms | user's words transcribed "
-              "| real-time factor |\n"
-              "|---|---|---|---|---|---|---|---|")
+              "| first word → silence p50 / p90 ms | of which first word → first voice "
+              "heard p50 / p90 ms | user's words transcribed | real-time factor |\n"
+              "|---|---|---|---|---|---|---|---|---|")
     lines = [header] + [
         f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
         f"| {r['self_interruptions']} / {r['replies']} | {r['false_pauses']} "
         f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
         f"| {r['delay_p50_ms'] or '—'} / {r['delay_p90_ms'] or '—'} "
+        f"| {r['first_voice_p50_ms'] or '—'} / {r['first_voice_p90_ms'] or '—'} "
         f"| {100 * float(r['user_words_kept']):.0f} % | {r['realtime_factor']} |"
         for r in rows]
     table = "\n".join(lines)
