@@ -86,11 +86,18 @@ def test_the_history_keeps_only_the_words_played_before_the_interruption(
         by: str, user_dirs: Any, default_models: dict[str, Any]) -> None:
     events: list[AgentEvent] = []
     speaker = RealTimeSpeaker()
+    cut_at: list[float] = []
+    """Where the speaker was when the reply was cut (barge_in goes on to answer)."""
+
+    def record(event: AgentEvent) -> None:
+        events.append(event)
+        if isinstance(event, Interrupted):
+            cut_at.append(speaker.played_seconds())
 
     async def conversation() -> tuple[Agent, float]:
         session = await open_session(load_config(), speaker)
         agent = session.agent
-        agent.subscribe(events.append)
+        agent.subscribe(record)
         try:
             story = asyncio.create_task(agent.say(STORY))
             start = await speaking_for(agent, speaker, 2.5)
@@ -99,8 +106,9 @@ def test_the_history_keeps_only_the_words_played_before_the_interruption(
             else:
                 agent.hold()
                 await agent.barge_in(espeak("How far away is the moon?"), time.perf_counter())
-            played = speaker.played_seconds() - start
             await story
+            assert cut_at, "the reply was never cut"
+            played = cut_at[0] - start
             return agent, played
         finally:
             await session.close()
