@@ -161,21 +161,28 @@ class Agent(EventBus):
         """Resume a held reply: it was not an interruption after all."""
         self.output.resume()
 
-    async def barge_in(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
+    async def barge_in(self, audio: Audio, ended_at: float, linear: Audio | None = None
+                       ) -> TurnMetrics | None:
         """Speech heard during a reply (held since it began). With words in it that are not
         the reply's own echo, it interrupts the reply and is answered; otherwise the reply
-        carries on."""
+        carries on.
+
+        `audio` went through AEC3, which leaves no trace of the agent's voice but clips the
+        start of the user's: it decides. `linear`, the same speech through the linear
+        canceller only, keeps the user's words whole: what was said is read from it, unless
+        it makes no sense on its own (then from `audio`).
+        """
         reply = self._reply
+        turn = reply.turn if reply else self._turns
+        said = reply.spoken.text() if reply is not None else ""
         started = self.clock()
         try:
-            transcript = await self._transcribe(audio, reply.turn if reply else self._turns,
-                                                self.generation)
+            transcript = await self._transcribe(audio, turn, self.generation)
         except ParleyError as err:
             self.carry_on()
             self.publish(ErrorOccurred(err.message, err.hint))
             return None
         text = transcript.text.strip() if transcript is not None else ""
-        said = reply.spoken.text() if reply is not None else ""
         log.info("heard over the reply: %r", text)
         if not has_words(text) or echoes(text, said):
             self.carry_on()
@@ -184,6 +191,15 @@ class Agent(EventBus):
             return None
         assert transcript is not None
         self.interrupt("speech")
+        if linear is not None:
+            try:
+                whole = await self._transcribe(linear, turn, self.generation)
+            except ParleyError as err:  # the clipped reading will do
+                log.warning("could not read the interruption in full: %s", err.message)
+                whole = None
+            if whole is not None and has_words(whole.text) and not echoes(whole.text, said):
+                log.info("read in full: %r", whole.text)
+                transcript, text = whole, whole.text.strip()
         metrics = {"stt": (self.clock() - started) * 1000,
                    "audio_seconds": transcript.audio_seconds}
         async with self._one_turn_at_a_time:

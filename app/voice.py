@@ -5,7 +5,8 @@ While the agent listens, one endpointer cuts the user's turns. While it thinks o
 another one listens for the user talking over it (barge-in, see `audio.bargein`): its
 first confirmed speech holds the reply, and its utterance goes to `Agent.barge_in`, which
 interrupts or resumes. The agent's own voice is removed first by echo cancellation (mode
-"aec"); in "half-duplex" mode what is heard while the agent is busy is dropped instead.
+"aec": the endpointer judges AEC3's output and cuts the linear canceller's beside it, for
+Whisper to read); in "half-duplex" mode what is heard while the agent is busy is dropped.
 Blocks arrive from the PortAudio thread and are handed to the loop.
 """
 
@@ -24,7 +25,7 @@ from app.events import MicLevel, State, TurnMetrics
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.capture import Capture
 from audio.devices import DeviceInfo
-from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
+from audio.echo import Cancelled, EchoCanceller, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from audio.level import LevelMeter
 from engines.protocols import Audio
@@ -123,7 +124,7 @@ class VoiceLoop:
             block, arrived = await self._heard.get()
             self._report_level(block, arrived)
             duplex = self.agent.settings.duplex
-            heard = self._cancel_echo(block, arrived, duplex)
+            heard, linear = self._cancel_echo(block, arrived, duplex)
             if self._held is not None and not self.muted:
                 self._held.append(heard)
             wanted = self._stretch(duplex)
@@ -136,7 +137,9 @@ class VoiceLoop:
             if endpointer is None:
                 continue
             position += len(heard)
-            for event in endpointer.push(heard):
+            # over a reply, what the user said is read from the linear canceller's output
+            twin = linear if stretch in _REPLY_STRETCHES else None
+            for event in endpointer.push(heard, twin):
                 if isinstance(event, SpeechStarted):
                     if stretch in _REPLY_STRETCHES:
                         self.agent.hold()
@@ -147,7 +150,7 @@ class VoiceLoop:
                     # the last voiced sample was heard (stream end - its position) before
                     ended_at = arrived - (position / _SAMPLE_RATE - event.end_s)
                     if stretch in _REPLY_STRETCHES:
-                        self._start(self.agent.barge_in(event.audio, ended_at))
+                        self._start(self.agent.barge_in(event.audio, ended_at, event.twin))
                         holding = False
                     else:
                         self._start(self.agent.hear(event.audio, ended_at))
@@ -175,12 +178,13 @@ class VoiceLoop:
             return None
         return self.make_endpointer.during_reply(duplex, echo_cancelled=stretch == "reply")
 
-    def _cancel_echo(self, block: Audio, arrived: float, duplex: DuplexSettings) -> Audio:
+    def _cancel_echo(self, block: Audio, arrived: float, duplex: DuplexSettings
+                     ) -> Cancelled:
         """The block with the speaker's echo removed (mode "aec"), else as it came. The
         canceller runs while the agent listens too, so it stays converged between replies."""
         if duplex.mode != DuplexMode.AEC:
             self._echo, self._echo_far = None, None
-            return block
+            return Cancelled(block, None)
         far = self.agent.output.far_end
         if far is not self._echo_far:  # first block, or a new speaker
             self._echo_far = far
@@ -189,7 +193,7 @@ class VoiceLoop:
                 self._echo = make_echo_canceller(far)
                 self._echo_missing = self._echo is None
         if self._echo is None:
-            return block
+            return Cancelled(block, None)
         return self._echo.process(block, arrived - len(block) / _SAMPLE_RATE)
 
     def _report_level(self, block: Audio, now: float) -> None:

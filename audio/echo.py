@@ -3,7 +3,8 @@
 The reference ("far end") must be exactly what went to the speaker, lined up in time with
 the capture. `FarEnd` keeps the last seconds of the speaker's signal at 16 kHz on the
 `time.perf_counter` clock (the playback callback writes it); `EchoCanceller` reads it in
-lockstep with the microphone and runs WebRTC's AEC3 (pywebrtc-audio) on 10 ms frames.
+lockstep with the microphone and runs WebRTC's AEC3 (pywebrtc-audio) on 10 ms frames, and
+speexdsp's linear canceller beside it (`audio.linear_echo` says why).
 
 Both streams are stamped when their callback runs, not when PortAudio guesses the sound
 reaches the air: the reference then *leads* the echo by the two device latencies plus the
@@ -19,10 +20,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from audio.linear_echo import make_linear_echo_canceller
 from audio.resample import StreamResampler
 from engines.protocols import Audio
 
@@ -132,6 +134,17 @@ class _Processor(Protocol):
     def process(self, near: Audio, far: Audio) -> Audio: ...
 
 
+class Cancelled(NamedTuple):
+    """What the microphone heard, in two versions of the same samples."""
+
+    audio: Audio
+    """AEC3's output: no trace of the agent, but while both talk the start of the user's
+    words is held back too. For deciding whether the user spoke."""
+    linear: Audio | None
+    """Only the linear echo estimate removed: a trace of the agent, the user's words whole.
+    For reading what the user said over the agent (None without speexdsp)."""
+
+
 class EchoCanceller:
     """Feed microphone blocks (16 kHz, any length) with the time their first sample was
     captured; get the echo-cancelled signal back, in 10 ms frames.
@@ -141,9 +154,11 @@ class EchoCanceller:
     AEC3 a wrong echo path.
     """
 
-    def __init__(self, far: FarEnd, processor: _Processor) -> None:
+    def __init__(self, far: FarEnd, processor: _Processor,
+                 linear: _Processor | None = None) -> None:
         self.far = far
         self._processor = processor
+        self._linear = linear
         self._near = np.zeros(0, dtype=np.float32)
         self._mic = StreamClock()
         self._heard = 0
@@ -164,7 +179,7 @@ class EchoCanceller:
             self._gaps, self._learned = self.far.gaps, 0
         return self._learned < _WARM_UP_S * 100
 
-    def process(self, near: Audio, captured_at: float) -> Audio:
+    def process(self, near: Audio, captured_at: float) -> Cancelled:
         self._mic.stamp(self._heard, captured_at)
         self._heard += len(near)
         mic_start = self._mic.start()
@@ -183,7 +198,7 @@ class EchoCanceller:
             ready = (self.far.written - self._cursor) // FRAME
             frames = max(min(frames, ready), frames - _MAX_WAIT)
         self._near = x[max(frames, 0) * FRAME:]
-        out = []
+        out, linear = [], []
         for i in range(frames):
             if self._cursor is None:
                 far = np.zeros(FRAME, dtype=np.float32)
@@ -191,12 +206,20 @@ class EchoCanceller:
                 far = self.far.read(self._cursor, FRAME)
                 self._cursor += FRAME
                 self._learned += float(np.sqrt(np.mean(np.square(far)))) > _ACTIVE
-            out.append(self._processor.process(x[i * FRAME:(i + 1) * FRAME], far))
-        return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+            mic = x[i * FRAME:(i + 1) * FRAME]
+            out.append(self._processor.process(mic, far))
+            if self._linear is not None:
+                linear.append(self._linear.process(mic, far))
+        return Cancelled(_joined(out), _joined(linear) if self._linear is not None else None)
 
 
-def make_echo_canceller(far: FarEnd, noise_suppression: bool = False) -> EchoCanceller | None:
-    """AEC3 from pywebrtc-audio, or None (with a warning) when it cannot be loaded."""
+def _joined(frames: list[Audio]) -> Audio:
+    return np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
+
+
+def make_echo_canceller(far: FarEnd, linear: bool = True) -> EchoCanceller | None:
+    """AEC3 from pywebrtc-audio, or None (with a warning) when it cannot be loaded; with
+    speexdsp's linear canceller beside it if `linear` and it can be loaded."""
     try:
         from pywebrtc_audio import AudioProcessor
     except ImportError as e:
@@ -204,6 +227,6 @@ def make_echo_canceller(far: FarEnd, noise_suppression: bool = False) -> EchoCan
                     "stricter voice detector while Parley speaks. Install pywebrtc-audio "
                     "to fix this.", e)
         return None
-    processor = AudioProcessor(RATE, echo_cancellation=True,
-                               noise_suppression=noise_suppression, high_pass_filter=True)
-    return EchoCanceller(far, processor)
+    processor = AudioProcessor(RATE, echo_cancellation=True, high_pass_filter=True)
+    return EchoCanceller(far, processor,
+                         make_linear_echo_canceller(RATE, FRAME) if linear else None)

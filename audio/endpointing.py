@@ -34,14 +34,20 @@ class SpeechStarted:
 @dataclass(frozen=True, eq=False)
 class Utterance:
     """One stretch of speech. `start_s`/`end_s` are its first and last voiced samples;
-    `audio` starts up to `pre_roll_ms` before `start_s` and runs a little past `end_s`."""
+    `audio` starts up to `pre_roll_ms` before `start_s` and runs a little past `end_s`.
+    `twin`: the same stretch of the twin stream, when one was pushed."""
 
     audio: Audio
     start_s: float
     end_s: float
+    twin: Audio | None = None
 
 
 Event = SpeechStarted | Utterance
+
+
+Frame = tuple[Audio, Audio | None]
+"""A VAD frame and the same samples of the twin stream, if any."""
 
 
 class Endpointer:
@@ -68,14 +74,15 @@ class Endpointer:
         self._vad = vad
         self.sample_rate = vad.sample_rate
         self._f = vad.frame_samples
-        self._ring: deque[Audio] = deque(maxlen=self._frames(pre_roll_ms))
+        self._ring: deque[Frame] = deque(maxlen=self._frames(pre_roll_ms))
         self._min_frames = max(1, self._frames(min_speech_ms))
         self._max_samples = round(max_utterance_s * self.sample_rate)
         self._tail_ms = tail_ms
         self.hangover_ms = hangover_ms
         self._buf = _EMPTY
+        self._twin_buf: Audio | None = None
         self._pos = 0
-        self._seg: list[Audio] | None = None
+        self._seg: list[Frame] | None = None
         """Frames of the current candidate or confirmed utterance; None while idle."""
         self._seg_start = 0
         self._first_voiced: int | None = None
@@ -99,50 +106,62 @@ class Endpointer:
     def _frames(self, ms: float) -> int:
         return math.ceil(ms * self.sample_rate / 1000 / self._f)
 
-    def push(self, chunk: Audio) -> list[Event]:
-        """Add mono float32 samples at the VAD's rate; returns the events they complete."""
+    def push(self, chunk: Audio, twin: Audio | None = None) -> list[Event]:
+        """Add mono float32 samples at the VAD's rate; returns the events they complete.
+
+        `twin`: another version of the same samples (e.g. less processed), cut at the
+        same places into `Utterance.twin`. Push it with every chunk or with none.
+        """
         samples = np.asarray(chunk, dtype=np.float32)
         if samples.ndim != 1:
             raise ValueError(f"push takes mono samples, got shape {samples.shape}")
+        if twin is not None and len(twin) != len(samples):
+            raise ValueError(f"twin has {len(twin)} samples, chunk {len(samples)}")
         x = np.concatenate([self._buf, samples])
+        if twin is not None and self._twin_buf is None:  # the twin stream starts here
+            self._twin_buf = np.zeros_like(self._buf)
+        t = None if twin is None else np.concatenate([self._twin_buf, twin])
         n = len(x) // self._f
         events: list[Event] = []
         for i in range(n):
-            events.extend(self._frame(x[i * self._f:(i + 1) * self._f]))
+            span = slice(i * self._f, (i + 1) * self._f)
+            events.extend(self._frame(x[span], None if t is None else t[span]))
         self._buf = x[n * self._f:].copy()
+        self._twin_buf = None if t is None else t[n * self._f:].copy()
         return events
 
     def flush(self) -> list[Event]:
         """End of stream: emit the utterance in progress, if any, and start afresh at 0 s."""
         events: list[Event] = []
         if self._seg is not None:
-            self._seg.append(self._buf)
+            self._seg.append((self._buf, self._twin_buf))
             events = self._close()
         self._buf = _EMPTY
+        self._twin_buf = None
         self._pos = 0
         self._ring.clear()
         return events
 
-    def _frame(self, frame: Audio) -> list[Event]:
+    def _frame(self, frame: Audio, twin: Audio | None) -> list[Event]:
         p = self._pos
         self._pos += self._f
         voiced = self._vad.is_speech(frame)
         events: list[Event] = []
         if self._seg is None:
             if not voiced:
-                self._ring.append(frame)
+                self._ring.append((frame, twin))
                 return events
             self._begin(p - len(self._ring) * self._f, list(self._ring))
             self._ring.clear()
         elif self._started and p + self._f - self._seg_start > self._max_samples:
-            events.append(self._utterance(np.concatenate(self._seg)))
+            events.append(self._utterance(self._seg))
             # The speaker is still going: carry on in a fresh candidate, keeping the
             # pause count so a split right before the end does not yield a silent stub.
             silence = self._silence
             self._begin(p, [])
             self._silence = silence
         assert self._seg is not None
-        self._seg.append(frame)
+        self._seg.append((frame, twin))
         if voiced:
             if self._first_voiced is None:
                 self._first_voiced = p
@@ -158,7 +177,7 @@ class Endpointer:
                 events += self._close()
         return events
 
-    def _begin(self, start: int, frames: list[Audio]) -> None:
+    def _begin(self, start: int, frames: list[Frame]) -> None:
         self._seg = frames
         self._seg_start = start
         self._first_voiced = None
@@ -173,16 +192,20 @@ class Endpointer:
         events: list[Event] = []
         keep_from = 0
         if self._started:
-            audio = np.concatenate(frames)
-            end = min(self._last_voiced_end + self._tail - self._seg_start, len(audio))
-            events.append(self._utterance(audio[:end]))
+            length = sum(len(f) for f, _ in frames)
+            end = min(self._last_voiced_end + self._tail - self._seg_start, length)
+            events.append(self._utterance(frames, end))
             keep_from = math.ceil(end / self._f)
         # Later frames are the next utterance's pre-roll, but none that was already sent.
         maxlen = self._ring.maxlen or 0
         self._ring.extend(frames[max(keep_from, len(frames) - maxlen):])
         return events
 
-    def _utterance(self, audio: Audio) -> Utterance:
+    def _utterance(self, frames: list[Frame], end: int | None = None) -> Utterance:
+        """The frames (up to sample `end`) as an utterance."""
         assert self._first_voiced is not None
+        audio = np.concatenate([f for f, _ in frames])[:end]
+        twins = [t for _, t in frames if t is not None]
+        twin = np.concatenate(twins)[:end] if len(twins) == len(frames) else None
         return Utterance(audio, self._first_voiced / self.sample_rate,
-                         self._last_voiced_end / self.sample_rate)
+                         self._last_voiced_end / self.sample_rate, twin)

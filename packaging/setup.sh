@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential python3-venv python3-dev   # llama-cpp-python compiles llama.cpp
   libportaudio2 libasound2-plugins           # sounddevice, and ALSA's route to PulseAudio
+  libspeexdsp1                               # the linear echo canceller (audio/linear_echo.py)
   pulseaudio pulseaudio-utils                # the real audio server the tests drive
   espeak-ng sox                              # speech and audio tools for tests and benchmarks
   libegl1 libgl1 libfontconfig1 libxkbcommon-x11-0 fonts-dejavu-core   # Qt's window

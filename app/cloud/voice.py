@@ -30,7 +30,8 @@ class CloudVoice:
         self.publish = publish
         self.muted = False
         self._holding = False
-        self._echo: EchoCanceller | None = (make_echo_canceller(far_end)
+        # the service hears AEC3's output only (its VAD would take a trace of Parley for speech)
+        self._echo: EchoCanceller | None = (make_echo_canceller(far_end, linear=False)
                                             if far_end is not None else None)
         self._meter = LevelMeter()
 
@@ -65,7 +66,7 @@ class CloudVoice:
     def _heard(self, block: Audio, captured_at: float) -> None:
         self._report_level(block, captured_at)
         if self._echo is not None:  # kept running, even muted, so it stays converged
-            block = self._echo.process(block, captured_at - len(block) / _SAMPLE_RATE)
+            block = self._echo.process(block, captured_at - len(block) / _SAMPLE_RATE).audio
         if block.size and not self.muted and (self._holding or not self.push_to_talk):
             self.agent.hear(block, captured_at)
 

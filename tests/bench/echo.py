@@ -14,7 +14,9 @@ Reported per mode: ERLE (dB, echo-only trials, after the first 2 s), self-interr
 user interruptions committed, and the delay from the user's first word to the speaker
 going silent (p50/p90), with the part of it before the detector first hears voice in
 the cancelled audio (AEC3 holds back the start of the user's words while the agent
-talks). Writes bench-results/echo.json and echo.md.
+talks), and the share of the user's words in the transcript of a committed interruption:
+read from the linear canceller's output as the app does, and from AEC3's alone.
+Writes bench-results/echo.json and echo.md.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 from app.config import load_config
 from app.session import duplex_settings, endpointer_factory, engine_options, resolve_models
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers, echoes, has_words
-from audio.echo import FarEnd, make_echo_canceller
+from audio.echo import Cancelled, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from audio.resample import resample
 from engines.builtin import default_registry
@@ -106,6 +108,8 @@ class Outcome:
     captured: what comes before it is echo cancellation hiding the user's first word."""
     heard: list[str] = field(default_factory=list)
     committed: bool = False
+    clipped: str = ""
+    """The interruption as read from AEC3's output alone (the app reads the linear one)."""
 
 
 def db(x: Audio) -> float:
@@ -197,7 +201,8 @@ class Room:
             mic = echo[span] + near[span] + noise[span]
             self.mic_in.append(mic)
             captured = arrive - MIC_BLOCK / RATE + self.rng.uniform(0, JITTER_S)
-            heard = mic if self.canceller is None else self.canceller.process(mic, captured)
+            heard, linear = (Cancelled(mic, None) if self.canceller is None
+                             else self.canceller.process(mic, captured))
             self.mic_out.append(heard)
             if self.mode == DuplexMode.AEC and self.canceller is not None:
                 if self.canceller.warming_up:  # VoiceLoop stops listening, lets it play
@@ -210,7 +215,7 @@ class Room:
             if endpointer is None or outcome.committed:
                 continue
             pushed += len(heard)
-            for event in endpointer.push(heard):
+            for event in endpointer.push(heard, linear):
                 if isinstance(event, SpeechStarted):
                     # VoiceLoop holds the reply; the device plays what it already has
                     outcome.pauses.append(arrive + DEVICE_AHEAD_S - start)
@@ -219,15 +224,24 @@ class Room:
                     silences.append([self.played - start_played, -1])
                 elif isinstance(event, Utterance):
                     text = self.stt.transcribe(event.audio).text.strip()
-                    outcome.heard.append(text)
                     if has_words(text) and not echoes(text, trial.text):
                         outcome.committed = True  # the rest of the reply is dropped
-                    else:  # resumed where it was (the bench skips over the gap)
+                        outcome.clipped = text
+                        text = self._read_in_full(event, text, trial.text)
+                    outcome.heard.append(text)
+                    if not outcome.committed:  # resumed where it was (the bench skips over the gap)
                         silences[-1][1] = self.played - start_played
                     endpointer, pushed = self._endpointer(), 0
                 echo = self._echo(trial.reply, silences, rir, total, delay)
         self.clock = start + total / RATE
         return outcome
+
+    def _read_in_full(self, event: Utterance, text: str, reply: str) -> str:
+        """As `Agent.barge_in`: what was said is read from the linear canceller's output."""
+        if event.twin is None:
+            return text
+        whole = self.stt.transcribe(event.twin).text.strip()
+        return whole if has_words(whole) and not echoes(whole, reply) else text
 
     def _endpointer(self) -> Endpointer | None:
         """As VoiceLoop makes it for each stretch of a reply (in AEC mode it does not
@@ -312,6 +326,8 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
     heard_after = [(out.voiced[i] - t.user_at_s) * 1000 for t, out, i in stops]
     kept = [words_kept(t.user_text, o.heard[-1]) for t, o in zip(over, over_out, strict=True)
             if o.committed]
+    kept_clipped = [words_kept(t.user_text, o.clipped)
+                    for t, o in zip(over, over_out, strict=True) if o.committed]
     return {
         "mode": str(mode),
         "erle_db": round(erle, 1),
@@ -326,6 +342,8 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
         "first_voice_p50_ms": round(pct(heard_after, 0.5)) if heard_after else None,
         "first_voice_p90_ms": round(pct(heard_after, 0.9)) if heard_after else None,
         "user_words_kept": round(statistics.mean(kept), 3) if kept else 0.0,
+        "user_words_kept_aec3_only": (round(statistics.mean(kept_clipped), 3)
+                                      if kept_clipped else 0.0),
         "realtime_factor": round(wall / audio_s, 3),
         "self_heard": " | ".join(h for o in alone_out for h in o.heard if h)[:300],
     }
@@ -352,7 +370,8 @@ def main() -> None:
     stt.close()
     header = ("| mode | ERLE dB | self-interruptions | false pauses | interruptions detected "
               "| first word → silence p50 / p90 ms | of which first word → first voice "
-              "heard p50 / p90 ms | user's words transcribed | real-time factor |\n"
+              "heard p50 / p90 ms | user's words transcribed (from AEC3's output alone) "
+              "| real-time factor |\n"
               "|---|---|---|---|---|---|---|---|---|")
     lines = [header] + [
         f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
@@ -360,7 +379,8 @@ def main() -> None:
         f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
         f"| {r['delay_p50_ms'] or '—'} / {r['delay_p90_ms'] or '—'} "
         f"| {r['first_voice_p50_ms'] or '—'} / {r['first_voice_p90_ms'] or '—'} "
-        f"| {100 * float(r['user_words_kept']):.0f} % | {r['realtime_factor']} |"
+        f"| {100 * float(r['user_words_kept']):.0f} % "
+        f"({100 * float(r['user_words_kept_aec3_only']):.0f} %) | {r['realtime_factor']} |"
         for r in rows]
     table = "\n".join(lines)
     print(table)

@@ -142,6 +142,35 @@ def test_speech_with_words_interrupts_and_the_history_keeps_only_what_was_heard(
     asyncio.run(asyncio.wait_for(story(), 10))
 
 
+@pytest.mark.parametrize(("in_full", "answered"), [
+    ("Wait, tell me about the sun.", "Wait, tell me about the sun."),
+    ("It is about three hundred thousand kilometres", "about the sun"),  # its own words
+    ("[BLANK_AUDIO]", "about the sun"),
+])
+def test_what_the_user_said_over_the_reply_is_read_in_full_when_it_makes_sense(
+        in_full: str, answered: str) -> None:
+    """AEC3's output decides that the user interrupted (there "Wait, tell me" was clipped);
+    the linear canceller's output, read next, says what they said."""
+    async def story() -> None:
+        agent, speaker, events = make_agent(["How far is the moon?", "about the sun", in_full])
+        agent.engines.replies.update({  # type: ignore[attr-defined]
+            "Wait, tell me about the sun.": SUN, "about the sun": SUN})
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        speaker.played = 1.5
+        agent.hold()
+        second = asyncio.create_task(agent.barge_in(
+            np.zeros(RATE, np.float32), 0.0, linear=np.zeros(RATE, np.float32)))
+        await until(lambda: first.done() and agent.state == State.SPEAKING)
+        speaker.played = speaker.written
+        answer = await second
+        assert answer is not None and answer.user_text == answered
+        assert [e.text for e in events if isinstance(e, UserSaid)][-1] == answered
+        assert agent.history[-2].content == answered
+
+    asyncio.run(asyncio.wait_for(story(), 10))
+
+
 @pytest.mark.parametrize("noise", ["", "(coughs)", " [BLANK_AUDIO] "])
 def test_a_cough_pauses_the_reply_which_then_carries_on_to_the_end(noise: str) -> None:
     async def story() -> None:

@@ -3,11 +3,13 @@ voice is kept, and the reference lines up with the capture by time."""
 
 from __future__ import annotations
 
+import ctypes.util
+
 import numpy as np
 import pytest
 import soxr
 
-from audio.echo import RATE, EchoCanceller, FarEnd, StreamClock, make_echo_canceller
+from audio.echo import RATE, Cancelled, EchoCanceller, FarEnd, StreamClock, make_echo_canceller
 from engines.protocols import Audio
 from tests.speech import espeak
 
@@ -43,7 +45,7 @@ def play_and_record(far: Audio, mic: Audio, playback_ahead_ms: float,
     """Run the app's two callbacks on a simulated clock: the speaker's (20 ms blocks at
     48 kHz, stamped when handed over, `playback_ahead_ms` before the microphone's block
     arrives) and the microphone's (30 ms blocks); each callback runs up to `late_ms` late.
-    Returns the canceller's output."""
+    Returns the canceller's two outputs."""
     rng = np.random.default_rng(3)
     far_end = FarEnd(DEVICE_RATE)
     canceller = make_echo_canceller(far_end)
@@ -58,7 +60,9 @@ def play_and_record(far: Audio, mic: Audio, playback_ahead_ms: float,
             played += block
         out.append(canceller.process(mic[start:start + 480],
                                      start / RATE + rng.uniform(0, late_ms / 1000)))
-    return np.concatenate(out)
+    linear = [o.linear for o in out if o.linear is not None]
+    return Cancelled(np.concatenate([o.audio for o in out]),
+                     np.concatenate(linear) if len(linear) == len(out) else None)
 
 
 def db(x: Audio) -> float:
@@ -71,7 +75,7 @@ def test_the_agents_voice_is_removed_from_the_microphone(delay_ms: int,
                                                          playback_ahead_ms: float) -> None:
     far = voice(AGENT, 8.0)
     mic = room(far, delay_ms, seed=2)
-    out = play_and_record(far, mic, playback_ahead_ms)
+    out = play_and_record(far, mic, playback_ahead_ms).audio
     settled = slice(2 * RATE, len(out))
     assert db(mic[settled]) - db(out[settled]) > 20  # echo return loss enhancement
 
@@ -79,7 +83,7 @@ def test_the_agents_voice_is_removed_from_the_microphone(delay_ms: int,
 def test_late_and_bursty_callbacks_do_not_throw_the_reference_off() -> None:
     far = voice(AGENT, 8.0)
     mic = room(far, 60, seed=2)
-    out = play_and_record(far, mic, 20, late_ms=100)
+    out = play_and_record(far, mic, 20, late_ms=100).audio
     settled = slice(2 * RATE, len(out))
     assert db(mic[settled]) - db(out[settled]) > 20
 
@@ -88,10 +92,38 @@ def test_the_users_voice_survives_while_the_agent_talks() -> None:
     far = voice(AGENT, 9.0)
     user = np.concatenate([np.zeros(4 * RATE), voice(USER, 5.0, "en-gb")]).astype(np.float32)
     echo = room(far, 60, seed=2)
-    out = play_and_record(far, echo + user, 20)
+    out = play_and_record(far, echo + user, 20).audio
     echo_only, talking = slice(2 * RATE, 4 * RATE), slice(4 * RATE, len(out))
     assert db(out[talking]) > db(user[talking]) - 10  # the user is barely quieter
     assert db(out[talking]) > db(out[echo_only]) + 15  # and far above what is left of echo
+
+
+def test_the_start_of_the_users_words_over_the_agent_is_kept_whole_in_the_linear_output(
+        ) -> None:
+    far = voice(AGENT, 9.0)
+    said = voice(USER, 5.0, "en-gb")
+    said = said[np.argmax(np.abs(said) > 0.01):]  # from its first sound
+    user = np.zeros_like(far)
+    user[4 * RATE:4 * RATE + len(said)] = said
+    echo = room(far, 60, seed=2)
+    out = play_and_record(far, echo + user, 20)
+    assert out.linear is not None
+    echo_only, first_words = slice(2 * RATE, 4 * RATE), slice(4 * RATE, 4 * RATE + RATE // 4)
+    # AEC3 holds back the user's first quarter second; the linear canceller does not ...
+    assert db(out.audio[first_words]) < db(user[first_words]) - 5
+    assert abs(db(out.linear[first_words]) - db(user[first_words])) < 1.5
+    # ... and what it leaves of the agent is well below the user's words
+    assert db(out.linear[first_words] - user[first_words]) < db(user[first_words]) - 8
+    assert db(echo[echo_only]) - db(out.linear[echo_only]) > 6
+
+
+def test_without_speexdsp_the_canceller_runs_on_aec3_alone(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "/nonexistent/libspeexdsp.so")
+    far = voice(AGENT, 4.0)
+    out = play_and_record(far, room(far, 60, seed=2), 20)
+    assert out.linear is None and len(out.audio) > 3 * RATE
+    assert "Install libspeexdsp1" in caplog.text
 
 
 def test_the_reference_is_read_for_the_time_the_microphone_block_was_captured() -> None:
@@ -121,10 +153,10 @@ def test_microphone_audio_waits_for_its_reference_rather_than_use_a_silent_one()
     canceller = EchoCanceller(far_end, recorder)
     tone = np.full(RATE, 0.5, dtype=np.float32)
     far_end.push(tone[:800], played_at=0.0)
-    first = canceller.process(np.zeros(1600, dtype=np.float32), captured_at=0.0)
+    first = canceller.process(np.zeros(1600, dtype=np.float32), captured_at=0.0).audio
     assert len(first) == 800  # only the 50 ms whose reference is known
     far_end.push(tone[800:], played_at=0.05)
-    second = canceller.process(np.zeros(160, dtype=np.float32), captured_at=0.1)
+    second = canceller.process(np.zeros(160, dtype=np.float32), captured_at=0.1).audio
     assert len(first) + len(second) == 1760
     assert all(r.min() == 0.5 for r in recorder.references)
 

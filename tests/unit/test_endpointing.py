@@ -128,6 +128,26 @@ def test_chunking_does_not_change_the_result() -> None:
             np.testing.assert_array_equal(a.audio, b.audio)
 
 
+def test_a_twin_stream_is_cut_at_the_same_places() -> None:
+    """Over a reply the VAD judges AEC3's output, and the same stretch of the linear
+    canceller's output is what Whisper reads."""
+    stream = np.concatenate([_silence(0.5), _loud(0.7), _silence(0.8), _loud(0.4),
+                             _silence(1.0)])
+    twin = -stream  # any other version of the same samples; the VAD never sees it
+    ep, rng, pos, events = Endpointer(LoudVad()), np.random.default_rng(1), 0, []
+    while pos < len(stream):
+        n = int(rng.integers(1, 3000))
+        events += ep.push(stream[pos:pos + n], twin[pos:pos + n])
+        pos += n
+    utts = [e for e in events + ep.flush() if isinstance(e, Utterance)]
+    assert len(utts) == 2
+    for utt in utts:
+        assert utt.twin is not None
+        np.testing.assert_array_equal(utt.twin, -utt.audio)
+    # without a twin there is none
+    assert all(u.twin is None for u in _utterances(_run(Endpointer(LoudVad()), stream)))
+
+
 def test_blips_shorter_than_min_speech_are_ignored() -> None:
     assert _run(Endpointer(LoudVad()), np.concatenate(
         [_silence(0.9), _loud(0.15), _silence(0.9), _loud(0.09), _silence(0.9)])) == []
