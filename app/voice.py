@@ -164,8 +164,12 @@ class VoiceLoop:
             return "turn"
         if self.agent.state not in _REPLYING or duplex.mode == DuplexMode.HALF_DUPLEX:
             return None
-        if self._echo is None:
+        if duplex.mode == DuplexMode.VAD_THRESHOLD:
             return "reply, no canceller"
+        if self._echo_missing:  # it would hear itself (in the echo bench, every reply)
+            return None
+        if self._echo is None:  # nothing plays live (a file, or silence): nothing echoes
+            return "reply"
         # While AEC3 (re)learns the echo path the agent's voice leaks through, and Whisper
         # turns a leak into words: better not to listen for a second or two (as LiveKit).
         return None if self._echo.warming_up else "reply"

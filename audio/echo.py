@@ -223,9 +223,9 @@ def make_echo_canceller(far: FarEnd, linear: bool = True) -> EchoCanceller | Non
     try:
         from pywebrtc_audio import AudioProcessor
     except ImportError as e:
-        log.warning("Echo cancellation is unavailable (%s); barge-in falls back to a "
-                    "stricter voice detector while Parley speaks. Install pywebrtc-audio "
-                    "to fix this.", e)
+        log.warning("Echo cancellation is unavailable (%s): Parley would hear itself, so "
+                    "it does not listen while it speaks (Esc or Space stop a reply). "
+                    "Install pywebrtc-audio to talk over it.", e)
         return None
     processor = AudioProcessor(RATE, echo_cancellation=True, high_pass_filter=True)
     return EchoCanceller(far, processor,

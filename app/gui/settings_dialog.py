@@ -58,7 +58,7 @@ _SENSITIVITY = [
 """webrtcvad's aggressiveness: how hard it filters out what is not speech."""
 _DUPLEX = [
     ("aec", "Any time — Parley cancels its own voice (echo cancellation)"),
-    ("vad-threshold", "Only loudly — no echo cancellation (e.g. if it fails here)"),
+    ("vad-threshold", "Only loudly — no echo cancellation (headsets; speakers may trip it)"),
     ("half-duplex", "Never — the microphone is ignored while Parley answers"),
 ]
 """The [duplex] modes: whether and how the user can talk over a reply."""

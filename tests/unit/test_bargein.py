@@ -7,6 +7,9 @@ spoken piece) and the speaker (the test decides how much has been played) are st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 
 from app.agent import Agent, AgentSettings, Spoken
 from app.events import AgentEvent, Interrupted, InterruptionIgnored, State, UserSaid
+from app.voice import VoiceLoop
 from audio.bargein import (
     DuplexMode,
     DuplexSettings,
@@ -302,3 +306,33 @@ def test_a_faint_residual_of_echo_never_pauses_the_reply() -> None:
         np.concatenate([residual, np.zeros(RATE, np.float32)]))
     assert not events
     assert any(isinstance(e, SpeechStarted) for e in endpointers().push(residual))  # a turn
+
+
+@pytest.mark.parametrize(("mode", "listens"), [
+    (DuplexMode.AEC, False),  # without its canceller it would hear itself: as half-duplex
+    (DuplexMode.VAD_THRESHOLD, True),  # chosen knowingly: loud voice pauses the reply
+])
+def test_without_an_echo_canceller_parley_listens_over_a_reply_only_if_told_to(
+        mode: DuplexMode, listens: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # it fails to import
+
+    async def story() -> None:
+        agent, speaker, _ = make_agent(["How far is the moon?"])
+        agent.settings = dataclasses.replace(agent.settings, duplex=DuplexSettings(mode))
+        speaker.far_end = FarEnd(RATE)  # a real loudspeaker: its echo reaches the mic
+        first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
+        await both_pieces_sent(agent, speaker)
+        voice = VoiceLoop(agent, Endpointers(vad()))
+        listener = asyncio.create_task(voice._listen())
+        speech = espeak("Hold on, I have another question.")
+        speech = (0.1 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)  # -20 dBFS
+        for block in np.split(speech[:len(speech) // 160 * 160], len(speech) // 160):
+            voice._heard.put_nowait((block, time.perf_counter()))
+        await until(lambda: voice._heard.empty())
+        await asyncio.sleep(0.05)
+        assert speaker.paused is listens
+        listener.cancel()
+        speaker.played = speaker.written
+        await first
+
+    asyncio.run(asyncio.wait_for(story(), 10))
