@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from app.agent import Agent
-from app.events import MicLevel, State, TurnMetrics
+from app.events import ErrorOccurred, MicLevel, State, TurnMetrics
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.capture import Capture
 from audio.devices import DeviceInfo
@@ -196,6 +196,11 @@ class VoiceLoop:
             if far is not None and not self._echo_missing:
                 self._echo = make_echo_canceller(far)
                 self._echo_missing = self._echo is None
+                if self._echo_missing:
+                    self.agent.publish(ErrorOccurred(
+                        "Echo cancellation is unavailable, so Parley does not listen while "
+                        "it speaks.", "Esc or Space stop a reply; install pywebrtc-audio "
+                        "(make setup) to talk over it."))
         if self._echo is None:
             return Cancelled(block, None)
         return self._echo.process(block, arrived - len(block) / _SAMPLE_RATE)

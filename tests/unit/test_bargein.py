@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from app.agent import Agent, AgentSettings, Spoken
-from app.events import AgentEvent, Interrupted, InterruptionIgnored, State, UserSaid
+from app.events import (
+    AgentEvent,
+    ErrorOccurred,
+    Interrupted,
+    InterruptionIgnored,
+    State,
+    UserSaid,
+)
 from app.voice import VoiceLoop
 from audio.bargein import (
     DuplexMode,
@@ -317,7 +324,7 @@ def test_without_an_echo_canceller_parley_listens_over_a_reply_only_if_told_to(
     monkeypatch.setitem(sys.modules, "pywebrtc_audio", None)  # it fails to import
 
     async def story() -> None:
-        agent, speaker, _ = make_agent(["How far is the moon?"])
+        agent, speaker, events = make_agent(["How far is the moon?"])
         agent.settings = dataclasses.replace(agent.settings, duplex=DuplexSettings(mode))
         speaker.far_end = FarEnd(RATE)  # a real loudspeaker: its echo reaches the mic
         first = asyncio.create_task(agent.hear(np.zeros(RATE, np.float32), 0.0))
@@ -331,6 +338,9 @@ def test_without_an_echo_canceller_parley_listens_over_a_reply_only_if_told_to(
         await until(lambda: voice._heard.empty())
         await asyncio.sleep(0.05)
         assert speaker.paused is listens
+        told = [e.message for e in events if isinstance(e, ErrorOccurred)]
+        assert told == ([] if listens else [
+            "Echo cancellation is unavailable, so Parley does not listen while it speaks."])
         listener.cancel()
         speaker.played = speaker.written
         await first
