@@ -28,7 +28,7 @@ from app.events import (
     UserSaid,
 )
 from app.sentences import SentenceSplitter
-from audio.bargein import DuplexSettings, echoes, has_words
+from audio.bargein import DuplexSettings, from_the_user
 from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
@@ -184,7 +184,7 @@ class Agent(EventBus):
             return None
         text = transcript.text.strip() if transcript is not None else ""
         log.info("heard over the reply: %r", text)
-        if not has_words(text) or echoes(text, said):
+        if not from_the_user(text, said):
             self.carry_on()
             if reply is not None:
                 self.publish(InterruptionIgnored(reply.turn))
@@ -197,7 +197,7 @@ class Agent(EventBus):
             except ParleyError as err:  # the clipped reading will do
                 log.warning("could not read the interruption in full: %s", err.message)
                 whole = None
-            if whole is not None and has_words(whole.text) and not echoes(whole.text, said):
+            if whole is not None and from_the_user(whole.text, said):
                 log.info("read in full: %r", whole.text)
                 transcript, text = whole, whole.text.strip()
         metrics = {"stt": (self.clock() - started) * 1000,

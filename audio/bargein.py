@@ -111,6 +111,12 @@ def has_words(text: str) -> bool:
     return bool(words) and tuple(words) not in _STOCK
 
 
+def from_the_user(heard: str, reply: str) -> bool:
+    """Whether a transcript of speech over a reply is the user saying something: words
+    (`has_words`) that are not the reply's own voice leaking through (`echoes`)."""
+    return has_words(heard) and not echoes(heard, reply)
+
+
 def echoes(heard: str, reply: str) -> bool:
     """Whether what was heard is mostly a run of the reply's own words, i.e. the agent's
     voice leaking past the echo canceller rather than the user. A user's words seldom

@@ -6,7 +6,7 @@ blocks, reach the "microphone" through a room (decaying-noise impulse response, 
 over the reply, as loud as the echo. Each trial runs through the app's own parts on a
 simulated clock with jittery callbacks: `FarEnd` fed by the playback blocks, the
 `EchoCanceller`, the barge-in endpointer (`Endpointers.during_reply`), Whisper on what it
-cuts, and the `has_words` / `echoes` decision. A pause stops the speaker at its next block
+cuts, and the `from_the_user` decision. A pause stops the speaker at its next block
 (what the device already holds still plays), so the echo really stops.
 
 Reported per mode: ERLE (dB, echo-only trials, after the first 2 s), self-interruptions
@@ -33,7 +33,7 @@ import numpy as np
 
 from app.config import load_config
 from app.session import duplex_settings, endpointer_factory, engine_options, resolve_models
-from audio.bargein import DuplexMode, DuplexSettings, Endpointers, echoes, has_words
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers, from_the_user
 from audio.echo import Cancelled, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from audio.resample import resample
@@ -224,7 +224,7 @@ class Room:
                     silences.append([self.played - start_played, -1])
                 elif isinstance(event, Utterance):
                     text = self.stt.transcribe(event.audio).text.strip()
-                    if has_words(text) and not echoes(text, trial.text):
+                    if from_the_user(text, trial.text):
                         outcome.committed = True  # the rest of the reply is dropped
                         outcome.clipped = text
                         text = self._read_in_full(event, text, trial.text)
@@ -241,7 +241,7 @@ class Room:
         if event.twin is None:
             return text
         whole = self.stt.transcribe(event.twin).text.strip()
-        return whole if has_words(whole) and not echoes(whole, reply) else text
+        return whole if from_the_user(whole, reply) else text
 
     def _endpointer(self) -> Endpointer | None:
         """As VoiceLoop makes it for each stretch of a reply (in AEC mode it does not
