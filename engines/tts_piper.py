@@ -35,7 +35,9 @@ class PiperTTS:
     """Speaks text as one AudioChunk per sentence, each tagged with its sentence.
 
     Options: `length_scale` (above 1 speaks slower; default from the voice), `speaker`
-    (id or name, multi-speaker voices only), `threads` (onnxruntime threads, default 2).
+    (id or name, multi-speaker voices only), `threads` (onnxruntime threads, default 2),
+    `noise_scale` and `noise_w_scale` (the voice's random variation of timbre and timing;
+    default from the voice; 0 makes the same text sound the same every time).
     """
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
@@ -43,8 +45,9 @@ class PiperTTS:
         self._config = self._read_config()
         # Known before loading, so playback can be opened at the right rate up front.
         self.sample_rate: int = int(self._config["audio"]["sample_rate"])
-        length_scale = options.get("length_scale")
-        self._length_scale = None if length_scale is None else float(length_scale)
+        self._length_scale = _float_or_none(options.get("length_scale"))
+        self._noise_scale = _float_or_none(options.get("noise_scale"))
+        self._noise_w_scale = _float_or_none(options.get("noise_w_scale"))
         self._speaker_id = self._speaker(options.get("speaker"))
         self._threads = int(options.get("threads", 2))
         self._voice: PiperVoice | None = None
@@ -129,7 +132,8 @@ class PiperTTS:
             ) from exc
         self._voice = PiperVoice(session=session, config=config)
         self._syn_config = SynthesisConfig(
-            speaker_id=self._speaker_id, length_scale=self._length_scale
+            speaker_id=self._speaker_id, length_scale=self._length_scale,
+            noise_scale=self._noise_scale, noise_w_scale=self._noise_w_scale,
         )
         self._stats.load_seconds = time.perf_counter() - start
 
@@ -156,3 +160,8 @@ class PiperTTS:
             self._stats.last_call_ms["total"] = busy_ms
             samples = np.concatenate(pieces).astype(np.float32, copy=False)
             yield AudioChunk(samples=samples, sample_rate=self.sample_rate, text=sentence)
+
+
+def _float_or_none(value: Any) -> float | None:
+    """An optional number from the settings: None leaves the voice's own default."""
+    return None if value is None else float(value)

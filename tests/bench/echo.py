@@ -16,6 +16,11 @@ going silent (p50/p90), with the part of it before the detector first hears voic
 the cancelled audio (AEC3 holds back the start of the user's words while the agent
 talks), and the share of the user's words in the transcript of a committed interruption:
 read from the linear canceller's output as the app does, and from AEC3's alone.
+`--min-speech-ms 90,60` adds one aec row per value, side by side on the same trials.
+
+Every run hears the same trials: Piper speaks the replies without its random variation
+(`noise_scale` 0), and the room's jitter and noise are seeded. (With Piper's default
+variation each run heard different replies, and the false pauses alone went from 0 to 13.)
 Writes bench-results/echo.json and echo.md.
 """
 
@@ -145,15 +150,15 @@ class Room:
     """The speaker, the room and the microphone on one simulated clock, run block by block
     through the app's barge-in path in one mode."""
 
-    def __init__(self, mode: DuplexMode, endpointers: Endpointers, stt: STTEngine,
+    def __init__(self, endpointers: Endpointers, stt: STTEngine,
                  duplex: DuplexSettings, seed: int) -> None:
-        self.mode = mode
+        self.mode = duplex.mode
         self.endpointers = endpointers
-        self.duplex = DuplexSettings(mode, duplex.min_speech_ms, duplex.gate_dbfs)
+        self.duplex = duplex
         self.stt = stt
         self.rng = np.random.default_rng(seed)
         self.far_end = FarEnd(DEVICE_RATE)
-        self.canceller = make_echo_canceller(self.far_end) if mode == DuplexMode.AEC else None
+        self.canceller = make_echo_canceller(self.far_end) if self.mode == DuplexMode.AEC else None
         self.clock = 0.0
         """Seconds of stream so far: both devices started together at 0."""
         self.played = 0
@@ -299,9 +304,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: Endpointers,
+def bench(alone: list[Trial], over: list[Trial], endpointers: Endpointers,
           stt: STTEngine, duplex: DuplexSettings) -> dict[str, float | int | str | None]:
-    room = Room(mode, endpointers, stt, duplex, seed=11)
+    mode = duplex.mode
+    room = Room(endpointers, stt, duplex, seed=11)
     started = time.perf_counter()
     rir = room_response(0)  # one room: the canceller learns it once, as at home
     # echo-only and talked-over replies alternate, as in a conversation
@@ -330,6 +336,7 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
                     for t, o in zip(over, over_out, strict=True) if o.committed]
     return {
         "mode": str(mode),
+        "min_speech_ms": duplex.min_speech_ms,
         "erle_db": round(erle, 1),
         "replies": len(alone),
         "self_interruptions": sum(o.committed for o in alone_out),
@@ -352,13 +359,18 @@ def bench(mode: DuplexMode, alone: list[Trial], over: list[Trial], endpointers: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--replies", type=int, default=32, help="replies per kind (≥ 30)")
+    parser.add_argument("--min-speech-ms", default="",
+                        help="comma-separated values to compare in aec mode "
+                             "(default: the configured [duplex] min_speech_ms)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args()
     config = load_config()
     models = resolve_models(config)
     registry = default_registry()
     stt = registry.create(models["stt"], engine_options("stt", config))
-    tts = registry.create(models["tts"], engine_options("tts", config))
+    # without Piper's random variation, so that every run hears the same replies
+    tts = registry.create(models["tts"], {**engine_options("tts", config),
+                                          "noise_scale": 0.0, "noise_w_scale": 0.0})
     assert isinstance(stt, STTEngine) and isinstance(tts, TTSEngine)
     stt.load()
     tts.load()
@@ -366,15 +378,20 @@ def main() -> None:
     tts.close()
     endpointers = endpointer_factory(config)
     duplex = duplex_settings(config)
-    rows = [bench(mode, alone, over, endpointers, stt, duplex) for mode in DuplexMode]
+    min_speech = [int(v) for v in args.min_speech_ms.split(",") if v] or [duplex.min_speech_ms]
+    runs = [(DuplexMode.AEC, ms) for ms in min_speech] + [
+        (mode, min_speech[0]) for mode in DuplexMode if mode != DuplexMode.AEC]
+    rows = [bench(alone, over, endpointers, stt, DuplexSettings(mode, ms, duplex.gate_dbfs))
+            for mode, ms in runs]
     stt.close()
-    header = ("| mode | ERLE dB | self-interruptions | false pauses | interruptions detected "
+    header = ("| mode | min speech ms | ERLE dB | self-interruptions | false pauses "
+              "| interruptions detected "
               "| first word → silence p50 / p90 ms | of which first word → first voice "
               "heard p50 / p90 ms | user's words transcribed (from AEC3's output alone) "
               "| real-time factor |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+              "|---|---|---|---|---|---|---|---|---|---|")
     lines = [header] + [
-        f"| {r['mode']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
+        f"| {r['mode']} | {r['min_speech_ms']} | {r['erle_db'] if r['mode'] == 'aec' else '—'} "
         f"| {r['self_interruptions']} / {r['replies']} | {r['false_pauses']} "
         f"| {r['detected']} / {r['interruptions']} ({100 * float(r['detected_share']):.0f} %) "
         f"| {r['delay_p50_ms'] or '—'} / {r['delay_p90_ms'] or '—'} "

@@ -204,6 +204,23 @@ def test_a_slower_speaking_rate_gives_longer_audio(
     finally:
         slow.close()
 
+def test_without_random_variation_the_same_text_sounds_the_same_every_time(
+    tts: PiperTTS, default_models: dict[Kind, ModelRef]
+) -> None:
+    """What the echo bench relies on to hear the same replies in every run."""
+    text = "A spider has eight legs. Insects, on the other hand, have six."
+    steady = PiperTTS(default_models["tts"], {"noise_scale": 0, "noise_w_scale": 0})
+    try:
+        first, second = ([c.samples.copy() for c in steady.synthesize(text)] for _ in range(2))
+        assert len(first) == len(second) == 2
+        assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+        # the voice's own variation, which the default keeps, changes it
+        varied = [c.samples for c in tts.synthesize(text)]
+        assert not all(np.array_equal(a, b) for a, b in zip(first, varied, strict=True))
+    finally:
+        steady.close()
+
+
 
 def speech_flags(vad: VADEngine, audio: Audio) -> list[bool]:
     n = vad.frame_samples
