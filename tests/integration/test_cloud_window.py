@@ -182,6 +182,9 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     settings = user_config_path().read_text()
     assert 'voice = "cedar"' in settings and 'turn_detection = "semantic_vad"' in settings
     assert TEST_KEY not in settings
+    # connected is set before the session settings reach the server
+    wait(controller, lambda: server.connections
+         and server.connections[0].of_type("session.update"), 10)
     session = server.connections[0].of_type("session.update")[0]["session"]
     assert session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
     ask(controller, qtbot, window, "Hello?", 4, 30)
