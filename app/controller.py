@@ -112,6 +112,13 @@ class Controller:
         if self.session is not None:
             self.session.agent.subscribe(callback)
 
+    def unsubscribe(self, callback: Callable[[AgentEvent], None]) -> None:
+        """A closed window must not be sent events while the rest shuts down."""
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+        if self.session is not None:
+            self.session.agent.unsubscribe(callback)
+
     def publish(self, event: AgentEvent) -> None:
         if self.session is not None:
             self.session.agent.publish(event)

@@ -166,6 +166,10 @@ class EventBus:
     def subscribe(self, callback: Callable[[AgentEvent], None]) -> None:
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Callable[[AgentEvent], None]) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
     def publish(self, event: AgentEvent) -> None:
         """Send an event to every subscriber (front ends add their own, e.g. mic level)."""
         for callback in self._subscribers:

@@ -407,6 +407,7 @@ class MainWindow(QMainWindow):
         self.statusBar().setToolTip(text)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.controller.unsubscribe(self.on_event)
         self._try_start_again(False)
         for task in self._tasks:
             task.cancel()

@@ -7,6 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
+from app.events import MicLevel
 from app.gui.main_window import MainWindow
 from tests.speech import conversation_wav
 
@@ -67,6 +68,19 @@ def test_mute_and_stop_speaking_reach_the_agent(controller: Any, qtbot: Any) -> 
     generation = controller.agent.generation
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert controller.agent.generation == generation + 1
+
+
+def test_a_closed_window_is_sent_nothing_more(controller: Any, qtbot: Any) -> None:
+    """The agent outlives the window while Parley shuts down; events must not reach
+    widgets Qt has already deleted."""
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    controller.publish(MicLevel(-20.0))
+    assert window.level.value() == -20
+    window.close()
+    controller.publish(MicLevel(-10.0))
+    assert window.level.value() == -20
 
 
 def test_a_missing_model_keeps_the_window_open_and_the_switcher_fixes_it(
