@@ -24,6 +24,14 @@ from audio.resample import resample
 from engines.errors import AudioError
 from engines.protocols import Audio
 
+BLOCK_MS = 20
+"""Each callback hands the device this much; PortAudio keeps two blocks queued (its
+reported output latency), so a pause or flush is heard that much later. Measured on
+PulseAudio (tests/e2e/test_audio_devices.py): 20 ms blocks fall silent 42-50 ms after
+`flush`, 15 ms blocks 29-40 ms (both also with both cores busy), 10 ms blocks underflow
+on every callback. 15 ms is not used: with it, the echo bench's AEC3 (pywebrtc-audio)
+cancelled 10 dB less and paused on its own voice 10 times in 32 replies, not 0."""
+
 
 class Playback:
     """Play mono audio on `device` at its default rate, converting whatever is written.
@@ -32,7 +40,7 @@ class Playback:
     boundary to smooth over, and nothing is held back inside a streaming resampler.
     """
 
-    def __init__(self, device: DeviceInfo, block_ms: int = 20) -> None:
+    def __init__(self, device: DeviceInfo, block_ms: int = BLOCK_MS) -> None:
         if device.outputs < 1:
             raise AudioError(f"{device.name} has no outputs, so it cannot play sound.",
                              "Choose a speaker with --output-device.")

@@ -1,12 +1,12 @@
 """`python -m tests.bench.echo`: does Parley hear itself, and does it hear you over itself?
 
-A simulated room: the agent's replies (real Piper speech) go to a "speaker" in 20 ms
-blocks, reach the "microphone" through a room (decaying-noise impulse response, RT60
-0.3 s), 60 ms later and 6 dB down, with noise; in half the trials an espeak-ng user talks
-over the reply, as loud as the echo. Each trial runs through the app's own parts on a
-simulated clock with jittery callbacks: `FarEnd` fed by the playback blocks, the
-`EchoCanceller`, the barge-in endpointer (`Endpointers.during_reply`), Whisper on what it
-cuts, and the `from_the_user` decision. A pause stops the speaker at its next block
+A simulated room: the agent's replies (real Piper speech) go to a "speaker" in blocks (as
+`Playback` opens the device), reach the "microphone" through a room (decaying-noise
+impulse response, RT60 0.3 s), 60 ms later and 6 dB down, with noise; in half the trials
+an espeak-ng user talks over the reply, as loud as the echo. Each trial runs through the
+app's own parts on a simulated clock with jittery callbacks: `FarEnd` fed by the playback
+blocks, the `EchoCanceller`, the barge-in endpointer (`Endpointers.during_reply`), Whisper
+on what it cuts, and the `from_the_user` decision. A pause stops the speaker at its next block
 (what the device already holds still plays), so the echo really stops.
 
 Reported per mode: ERLE (dB, echo-only trials, after the first 2 s), self-interruptions
@@ -41,6 +41,7 @@ from app.session import duplex_settings, endpointer_factory, engine_options, res
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers, from_the_user
 from audio.echo import Cancelled, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
+from audio.playback import BLOCK_MS
 from audio.resample import resample
 from engines.builtin import default_registry
 from engines.protocols import Audio, STTEngine, TTSEngine
@@ -48,13 +49,14 @@ from tests.speech import espeak
 
 RATE = 16000
 DEVICE_RATE = 48000
-PLAY_BLOCK = DEVICE_RATE // 50  # 20 ms, as Playback opens the device
+PLAY_BLOCK = DEVICE_RATE * BLOCK_MS // 1000  # as Playback opens the device
 MIC_BLOCK = 160  # 10 ms, as VoiceLoop opens Capture
 ECHO_DELAY_S = 0.060
 ECHO_GAIN = 10 ** (-6 / 20)
 NOISE_DBFS = -60
-DEVICE_AHEAD_S = 0.040
-"""The speaker's buffer: a block is handed over this long before it sounds."""
+DEVICE_AHEAD_S = 2 * BLOCK_MS / 1000
+"""The speaker's buffer: a block is handed over this long before it sounds (two blocks,
+PortAudio's reported output latency on PulseAudio)."""
 MIC_LATE_S = 0.020
 """A microphone block arrives this long after its last sample was captured."""
 JITTER_S = 0.010
