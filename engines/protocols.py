@@ -98,5 +98,8 @@ class TTSEngine(Engine, Protocol):
 class VADEngine(Engine, Protocol):
     sample_rate: int
     frame_samples: int
+    overlapping: bool
+    """Whether frames may overlap: each is judged on its own, with no state carried
+    from the one before."""
 
     def is_speech(self, frame: Audio) -> bool: ...

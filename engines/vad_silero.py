@@ -33,6 +33,7 @@ class SileroVAD:
 
     sample_rate: int = 16000
     frame_samples: int = 512
+    overlapping: bool = False  # its recurrent state follows the stream
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
         self._ref = ref

@@ -27,6 +27,7 @@ class WebRtcVAD:
 
     sample_rate: int = 16000
     frame_samples: int = 480
+    overlapping: bool = True
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
         aggressiveness = int(options.get("aggressiveness", 2))

@@ -27,6 +27,7 @@ from app.events import (
 )
 from app.voice import VoiceLoop
 from audio.bargein import (
+    AEC_FLOOR_DBFS,
     DuplexMode,
     DuplexSettings,
     Endpointers,
@@ -35,7 +36,7 @@ from audio.bargein import (
     has_words,
 )
 from audio.echo import FarEnd
-from audio.endpointing import SpeechStarted
+from audio.endpointing import Endpointer, SpeechStarted
 from engines.model_ref import ModelRef
 from engines.protocols import Audio, AudioChunk, Token, Transcript
 from engines.vad_webrtc import WebRtcVAD
@@ -303,6 +304,32 @@ def test_during_a_reply_a_short_sound_is_ignored_and_speech_pauses_it(mode: Dupl
     started = [e for e in endpointers.during_reply(duplex).push(
         np.concatenate([silence, speech, silence])) if isinstance(e, SpeechStarted)]
     assert len(started) == 1 and 0.9 < started[0].at_s < 1.4
+
+
+def test_over_a_reply_the_users_voice_is_confirmed_sooner_than_frame_by_frame() -> None:
+    """The barge-in detector judges a 30 ms window every 10 ms: wherever the first word
+    falls within a frame, it pauses the reply no later, and on average sooner."""
+    speech = espeak("Wait, stop for a moment.")
+    speech = (0.1 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)
+    speech = speech[np.argmax(np.abs(speech) > 0.01):]
+    duplex = DuplexSettings(DuplexMode.AEC)
+
+    def confirmed_after(endpointer: Endpointer, lead: int) -> float:
+        x = np.concatenate([np.zeros(lead, np.float32), speech])
+        for i in range(0, len(x), 160):  # the microphone's 10 ms blocks
+            if any(isinstance(e, SpeechStarted) for e in endpointer.push(x[i:i + 160])):
+                return (i + 160 - lead) / RATE
+        raise AssertionError("the speech was never confirmed")
+
+    gains = []
+    for offset in range(0, 480, 80):
+        lead = RATE + offset
+        sliding = confirmed_after(Endpointers(vad()).during_reply(duplex), lead)
+        framed = confirmed_after(Endpointer(LoudnessGate(vad(), AEC_FLOOR_DBFS),
+                                            min_speech_ms=duplex.min_speech_ms), lead)
+        assert sliding <= framed
+        gains.append(framed - sliding)
+    assert np.mean(gains) >= 0.005
 
 
 def test_a_faint_residual_of_echo_never_pauses_the_reply() -> None:

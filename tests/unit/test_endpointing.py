@@ -23,6 +23,7 @@ class WebRtcVad:
 
     sample_rate = RATE
     frame_samples = FRAME
+    overlapping = True
 
     def __init__(self, aggressiveness: int = 2) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
