@@ -33,7 +33,7 @@ class DuplexMode(StrEnum):
 @dataclass(frozen=True)
 class DuplexSettings:
     mode: DuplexMode = DuplexMode.AEC
-    min_speech_ms: int = 90
+    min_speech_ms: int = 80
     """Voice needed during a reply before it pauses: shorter sounds never do. A longer
     noise (a cough) pauses it only until the STT finds no words in it."""
     gate_dbfs: float = -30.0
