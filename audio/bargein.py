@@ -45,16 +45,13 @@ AEC_FLOOR_DBFS = -45.0
 a user talking to the microphone is 15 dB or more above it."""
 
 
-class LoudnessGate:
-    """A VAD that also demands loudness: the speaker's echo is usually quieter than a user
-    talking into the microphone, so without echo cancellation this keeps most of it out."""
+class _InFrontOf:
+    """A VAD in front of another: the engine's duties (stats, load, close) are the
+    inner one's."""
 
-    def __init__(self, vad: VADEngine, floor_dbfs: float) -> None:
+    def __init__(self, vad: VADEngine) -> None:
         self._vad = vad
-        self._floor = 10 ** (floor_dbfs / 20)
         self.sample_rate = vad.sample_rate
-        self.frame_samples = vad.frame_samples
-        self.overlapping = vad.overlapping
 
     @property
     def stats(self) -> EngineStats:
@@ -66,12 +63,23 @@ class LoudnessGate:
     def close(self) -> None:
         self._vad.close()
 
+
+class LoudnessGate(_InFrontOf):
+    """A VAD that also demands loudness: the speaker's echo is usually quieter than a user
+    talking into the microphone, so without echo cancellation this keeps most of it out."""
+
+    def __init__(self, vad: VADEngine, floor_dbfs: float) -> None:
+        super().__init__(vad)
+        self._floor = 10 ** (floor_dbfs / 20)
+        self.frame_samples = vad.frame_samples
+        self.overlapping = vad.overlapping
+
     def is_speech(self, frame: Audio) -> bool:
         loud = math.sqrt(float(np.mean(np.square(frame)))) >= self._floor
         return loud and self._vad.is_speech(frame)
 
 
-class SlidingVAD:
+class SlidingVAD(_InFrontOf):
     """Judges the last `vad.frame_samples` every `hop` samples. Back to back, 30 ms frames
     hear the user's first voiced sound up to a frame late, and over a reply every 10 ms
     of that counts (the echo bench: first word to silence p90 310 -> 301 ms)."""
@@ -79,21 +87,10 @@ class SlidingVAD:
     def __init__(self, vad: VADEngine, hop: int) -> None:
         if not vad.overlapping:
             raise ValueError(f"{vad.stats.name} cannot judge overlapping frames")
-        self._vad = vad
+        super().__init__(vad)
         self._window = np.zeros(vad.frame_samples, dtype=np.float32)
-        self.sample_rate = vad.sample_rate
         self.frame_samples = hop
         self.overlapping = False  # its window follows the stream
-
-    @property
-    def stats(self) -> EngineStats:
-        return self._vad.stats
-
-    def load(self) -> None:
-        self._vad.load()
-
-    def close(self) -> None:
-        self._vad.close()
 
     def is_speech(self, frame: Audio) -> bool:
         self._window = np.concatenate([self._window[len(frame):], frame])
