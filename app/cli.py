@@ -12,8 +12,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from app import models_cli
-from app.config import Config, load_config, user_config_path
+from app.commands import models as models_cli
+from app.settings import Config, load_config, user_config_path
 from engines.errors import ParleyError
 
 
@@ -23,7 +23,7 @@ def _overrides(args: argparse.Namespace) -> Config:
 
 
 def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
-    from app.talk import talk
+    from app.commands.talk import talk
 
     turns = _run(talk(config, args.input, args.output, args.metrics_json))
     print(f"{len(turns)} turn(s) answered; replies written to {args.output}")
@@ -36,12 +36,12 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
 
         return run_gui(config, args.screenshot, args.max_turns, cloud=args.cloud)
     if args.cloud:
-        from app.live_cloud import run_cloud
+        from app.commands.live_cloud import run_cloud
 
         _run(run_cloud(config, args.input_device, args.output_device, args.max_turns,
                        args.metrics_json))
         return 0
-    from app.live import run_live
+    from app.commands.live import run_live
 
     _run(run_live(config, args.input_device, args.output_device, args.max_turns,
                   args.metrics_json))
@@ -49,20 +49,20 @@ def _cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_chat(args: argparse.Namespace, config: Config) -> int:
-    from app.chat import chat
+    from app.commands.chat import chat
 
     _run(chat(config, speak=args.speak))
     return 0
 
 
 def _cmd_selftest(args: argparse.Namespace, config: Config) -> int:
-    from app.selftest import selftest
+    from app.commands.selftest import selftest
 
     return int(_run(selftest(config)))
 
 
 def _cmd_cloud(args: argparse.Namespace, config: Config) -> int:
-    from app import apikey
+    from app.cloud import apikey
 
     if args.action == "set-key":
         key = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass(

@@ -106,8 +106,8 @@ def controller(pulse: PulseAudio, user_dirs: Path, app_loop: asyncio.AbstractEve
                ) -> Iterator[Any]:
     """The real Controller (worker, default models, PulseAudio devices, SQLite) started on
     the Qt loop; `controller.loop` is that loop."""
-    from app.config import load_config
-    from app.controller import Controller
+    from app.settings import load_config
+    from app.control.controller import Controller
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())

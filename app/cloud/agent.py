@@ -38,7 +38,7 @@ from app.cloud.audio import Cut, MicEncoder, ReplyPlayer, Speaker
 from app.cloud.errors import describe
 from app.cloud.link import Link
 from app.cloud.settings import RATE, CloudSettings, session_config
-from app.events import (
+from app.conversation.events import (
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
@@ -50,7 +50,7 @@ from app.events import (
     TurnMetrics,
     UserSaid,
 )
-from app.tools import Timers, default_tools
+from app.conversation.tools import Timers, default_tools
 from engines.protocols import Audio, ChatMessage
 
 

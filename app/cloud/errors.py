@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.events import ErrorOccurred
+from app.conversation.events import ErrorOccurred
 
 _LOCAL = "or switch this conversation back to local mode."
 _HINTS = {

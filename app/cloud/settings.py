@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.config import Config
+from app.settings import Config
 from engines.errors import ParleyError
 
 RATE = 24000

@@ -1,4 +1,4 @@
-"""Microphone → CloudAgent: the cloud mode's counterpart of `app.voice.VoiceLoop`. No Qt.
+"""Microphone → CloudAgent: the cloud mode's counterpart of `app.conversation.voice.VoiceLoop`. No Qt.
 
 The server does the endpointing (its VAD decides when the user has finished), so this
 only streams the blocks up, with the level meter, mute, push-to-talk (audio goes up only
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from app.cloud.agent import CloudAgent
-from app.events import AgentEvent, MicLevel
+from app.conversation.events import AgentEvent, MicLevel
 from audio.capture import Capture
 from audio.devices import DeviceInfo
 from audio.echo import EchoCanceller, FarEnd, make_echo_canceller

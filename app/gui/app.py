@@ -6,8 +6,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app.config import Config
-from app.events import AgentEvent, TurnMetrics
+from app.settings import Config
+from app.conversation.events import AgentEvent, TurnMetrics
 
 
 def run_gui(config: Config, screenshot: Path | None = None,
@@ -22,7 +22,7 @@ def run_gui(config: Config, screenshot: Path | None = None,
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.controller import Controller
+    from app.control.controller import Controller
     from app.gui.main_window import MainWindow
     from app.gui.theme import apply_theme, configure_high_dpi
     from app.storage import Storage, default_db_path

@@ -1,6 +1,6 @@
 """Tools → Cloud…: the OpenAI API key and the cloud session's settings.
 
-The key goes straight to the OS keyring (`app.apikey`); it is never shown again, and never
+The key goes straight to the OS keyring (`app.cloud.apikey`); it is never shown again, and never
 reaches the settings file, the logs or the database. The session settings go to the user's
 settings file through `Controller.update_settings`, like every other setting.
 """
@@ -26,9 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.apikey import ACCOUNT, ENV_VAR, SERVICE, MissingKeyError, forget_key, load_key, store_key
-from app.config import Config
-from app.controller import Controller
+from app.cloud.apikey import ACCOUNT, ENV_VAR, SERVICE, MissingKeyError, forget_key, load_key, store_key
+from app.settings import Config
+from app.control.controller import Controller
 from engines.errors import ParleyError
 
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer",

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controller import Controller
-from app.events import AgentEvent, ErrorOccurred, MicLevel
+from app.control.controller import Controller
+from app.conversation.events import AgentEvent, ErrorOccurred, MicLevel
 from audio.capture import Capture
 from audio.devices import DeviceInfo, Direction, pick_device
 from audio.playback import Playback

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.controller import Controller
-from app.events import (
+from app.control.controller import Controller
+from app.conversation.events import (
     AgentEvent,
     AssistantDelta,
     AssistantDone,
@@ -51,7 +51,7 @@ from app.gui.metrics_panel import MetricsPanel
 from app.gui.models_dialog import ModelsDialog
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.theme import apply_theme
-from app.voice import ListenMode
+from app.conversation.voice import ListenMode
 from engines.errors import ParleyError
 
 _STATE_WORDS = {

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.events import AgentEvent, AssistantDelta, ProcessUsage, RateLimitsUpdated, TurnMetrics
+from app.conversation.events import AgentEvent, AssistantDelta, ProcessUsage, RateLimitsUpdated, TurnMetrics
 
 STAGES: tuple[tuple[str, str], ...] = (
     ("Transcribe", "#0072B2"),

@@ -31,8 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config import RESOURCES, Config
-from app.controller import Controller
+from app.settings import RESOURCES, Config
+from app.control.controller import Controller
 from app.gui.theme import THEMES, apply_theme
 from engines.errors import ParleyError
 

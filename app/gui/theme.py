@@ -11,7 +11,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
 
-from app.config import RESOURCES
+from app.settings import RESOURCES
 
 THEMES = ("system", "light", "dark")
 _STYLES = RESOURCES / "styles"

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.config import load_config
-from app.session import duplex_settings, endpointer_factory, engine_options, resolve_models
+from app.settings import load_config
+from app.conversation.session import duplex_settings, endpointer_factory, engine_options, resolve_models
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers, from_the_user
 from audio.echo import Cancelled, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance

@@ -42,8 +42,8 @@ def measure() -> None:
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.config import load_config
-    from app.controller import Controller
+    from app.settings import load_config
+    from app.control.controller import Controller
     from app.gui.main_window import MainWindow
     from app.storage import Storage, default_db_path
 

@@ -18,10 +18,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from app.config import load_config
-from app.sentences import SentenceSplitter
-from app.session import agent_settings, endpointer_factory, engine_options, resolve_models
-from app.talk import talk
+from app.settings import load_config
+from app.conversation.sentences import SentenceSplitter
+from app.conversation.session import agent_settings, endpointer_factory, engine_options, resolve_models
+from app.commands.talk import talk
 from audio.endpointing import Utterance
 from audio.wav import read_wav
 from engines.builtin import default_registry

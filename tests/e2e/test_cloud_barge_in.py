@@ -17,8 +17,8 @@ from openai import AsyncOpenAI
 
 from app.cloud.agent import CloudAgent
 from app.cloud.settings import cloud_settings
-from app.config import load_config
-from app.events import AgentEvent, Interrupted, State
+from app.settings import load_config
+from app.conversation.events import AgentEvent, Interrupted, State
 from audio.capture import Capture
 from audio.devices import pick_device
 from audio.playback import Playback

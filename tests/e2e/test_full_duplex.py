@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.config import load_config
-from app.events import (
+from app.settings import load_config
+from app.conversation.events import (
     AgentEvent,
     AssistantDone,
     Interrupted,
@@ -25,9 +25,9 @@ from app.events import (
     TurnMetrics,
     UserSaid,
 )
-from app.outputs import SpeakerOutput
-from app.session import endpointer_factory, open_session
-from app.voice import VoiceLoop
+from app.conversation.outputs import SpeakerOutput
+from app.conversation.session import endpointer_factory, open_session
+from app.conversation.voice import VoiceLoop
 from audio.devices import pick_device
 from audio.playback import Playback
 from tests.speech import conversation_wav

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app.agent import Agent
-from app.config import load_config
-from app.events import AgentEvent, AssistantDelta, Interrupted, State, UserSaid
-from app.session import open_session
+from app.conversation.agent import Agent
+from app.settings import load_config
+from app.conversation.events import AgentEvent, AssistantDelta, Interrupted, State, UserSaid
+from app.conversation.session import open_session
 from audio.echo import FarEnd
 from engines.protocols import Audio
 from tests.speech import espeak

@@ -19,8 +19,8 @@ from openai import AsyncOpenAI
 from app.cloud.agent import CloudAgent
 from app.cloud.link import CloudError
 from app.cloud.settings import CloudSettings, cloud_settings
-from app.config import load_config
-from app.events import (
+from app.settings import load_config
+from app.conversation.events import (
     AgentEvent,
     AssistantDone,
     ErrorOccurred,

@@ -16,7 +16,7 @@ from keyring.backends import fail
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from app.config import user_config_path
+from app.settings import user_config_path
 from app.gui.main_window import MainWindow
 from engines.protocols import ChatMessage
 from tests.realtime_server import TEST_KEY, Reply, Scenario

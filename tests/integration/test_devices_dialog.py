@@ -18,10 +18,10 @@ import soundfile as sf
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QComboBox
 
-from app.controller import Controller
+from app.control.controller import Controller
 from app.gui.devices_dialog import DevicesDialog
 from app.gui.theme import apply_theme
-from app.voice import ListenMode
+from app.conversation.voice import ListenMode
 from audio.devices import DeviceInfo
 from tests.pulse import PulseAudio
 from tests.speech import conversation_wav

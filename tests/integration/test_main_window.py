@@ -7,7 +7,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
-from app.events import MicLevel
+from app.conversation.events import MicLevel
 from app.gui.main_window import MainWindow
 from tests.speech import conversation_wav
 
@@ -90,8 +90,8 @@ def test_a_missing_model_keeps_the_window_open_and_the_switcher_fixes_it(
     starts and answers."""
     import asyncio
 
-    from app.config import load_config
-    from app.controller import Controller
+    from app.settings import load_config
+    from app.control.controller import Controller
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())
@@ -128,8 +128,8 @@ def test_closing_the_window_while_a_model_is_missing_ends_the_start(
         user_dirs: Path, app_loop: Any, qtbot: Any) -> None:
     import asyncio
 
-    from app.config import load_config
-    from app.controller import Controller
+    from app.settings import load_config
+    from app.control.controller import Controller
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())

@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QWidget
 
-from app.events import ProcessUsage, TurnMetrics
+from app.conversation.events import ProcessUsage, TurnMetrics
 from app.gui.metrics_panel import STAGES, MetricsPanel
 from tests.speech import conversation_wav
 

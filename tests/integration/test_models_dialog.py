@@ -20,7 +20,7 @@ import llama_cpp
 import pytest
 from PySide6.QtCore import Qt
 
-from app.events import ModelChanged, ModelFailed, ModelLoading, TurnMetrics
+from app.conversation.events import ModelChanged, ModelFailed, ModelLoading, TurnMetrics
 from app.gui.models_dialog import ModelsDialog
 from engines.model_ref import Kind, ModelRef
 

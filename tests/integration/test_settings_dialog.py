@@ -15,8 +15,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QApplication, QDialog
 
-from app.controller import Controller
-from app.events import AgentEvent, ModelChanged
+from app.control.controller import Controller
+from app.conversation.events import AgentEvent, ModelChanged
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.theme import apply_theme
 

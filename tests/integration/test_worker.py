@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.agent import Agent, AgentSettings
-from app.events import AgentEvent, ErrorOccurred
-from app.outputs import SilentOutput
+from app.conversation.agent import Agent, AgentSettings
+from app.conversation.events import AgentEvent, ErrorOccurred
+from app.conversation.outputs import SilentOutput
 from engines.client import EngineClient
 from engines.errors import ParleyError
 from engines.model_ref import ModelRef

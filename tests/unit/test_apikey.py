@@ -10,7 +10,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as NoKeyring
 from keyring.errors import PasswordDeleteError
 
-from app import apikey
+from app.cloud import apikey
 from engines.errors import ParleyError
 
 

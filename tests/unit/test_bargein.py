@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.agent import Agent, AgentSettings, Spoken
-from app.events import (
+from app.conversation.agent import Agent, AgentSettings, Spoken
+from app.conversation.events import (
     AgentEvent,
     ErrorOccurred,
     Interrupted,
@@ -25,7 +25,7 @@ from app.events import (
     State,
     UserSaid,
 )
-from app.voice import VoiceLoop
+from app.conversation.voice import VoiceLoop
 from audio.bargein import (
     AEC_FLOOR_DBFS,
     DuplexMode,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from app.cloud.settings import TURN_DETECTION, cloud_settings, session_config
-from app.config import load_config
+from app.settings import load_config
 from engines.errors import ParleyError
 from tests.realtime_server import CLIENT_EVENTS, validate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.sentences import SentenceSplitter
+from app.conversation.sentences import SentenceSplitter
 
 
 def stream(text: str, step: int = 3) -> list[str]:

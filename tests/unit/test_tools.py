@@ -8,7 +8,7 @@ import json
 
 from openai.types.realtime import RealtimeFunctionTool
 
-from app.tools import Timers, Tool, ToolRegistry, default_tools
+from app.conversation.tools import Timers, Tool, ToolRegistry, default_tools
 
 
 def test_the_default_tools_describe_themselves_as_realtime_function_tools() -> None:

@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from app.agent import Agent
-from app.events import ErrorOccurred, MicLevel, State, TurnMetrics
+from app.conversation.agent import Agent
+from app.conversation.events import ErrorOccurred, MicLevel, State, TurnMetrics
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.capture import Capture
 from audio.devices import DeviceInfo

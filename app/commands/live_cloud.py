@@ -17,13 +17,13 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from app.apikey import load_key
+from app.cloud.apikey import load_key
 from app.cloud.agent import CloudAgent
 from app.cloud.settings import cloud_settings
-from app.config import Config
-from app.events import AgentEvent, TurnMetrics
-from app.session import print_errors
-from app.talk import peak_rss_mb, turn_rows
+from app.settings import Config
+from app.conversation.events import AgentEvent, TurnMetrics
+from app.conversation.session import print_errors
+from app.commands.talk import peak_rss_mb, turn_rows
 from audio.capture import Capture
 from audio.devices import pick_device
 from audio.playback import Playback

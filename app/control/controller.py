@@ -19,13 +19,13 @@ from typing import Any
 import psutil
 from openai import AsyncOpenAI
 
-from app.agent import Agent
-from app.apikey import load_key
+from app.conversation.agent import Agent
+from app.cloud.apikey import load_key
 from app.cloud.agent import CloudAgent
 from app.cloud.settings import cloud_settings
 from app.cloud.voice import CloudVoice
-from app.config import Config, save_user_settings
-from app.events import (
+from app.settings import Config, save_user_settings
+from app.conversation.events import (
     AgentEvent,
     ConversationOpened,
     ErrorOccurred,
@@ -38,8 +38,8 @@ from app.events import (
     TurnMetrics,
     UserSaid,
 )
-from app.outputs import SpeakerOutput
-from app.session import (
+from app.conversation.outputs import SpeakerOutput
+from app.conversation.session import (
     Session,
     agent_settings,
     endpointer_factory,
@@ -48,7 +48,7 @@ from app.session import (
     open_session,
 )
 from app.storage import Storage
-from app.voice import ListenMode, VoiceLoop
+from app.conversation.voice import ListenMode, VoiceLoop
 from audio.devices import DeviceInfo, list_devices, pick_device, rescan
 from audio.playback import Playback
 from engines.catalog import load_catalog

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.events import (
+from app.conversation.events import (
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
@@ -27,7 +27,7 @@ from app.events import (
     TurnMetrics,
     UserSaid,
 )
-from app.sentences import SentenceSplitter
+from app.conversation.sentences import SentenceSplitter
 from audio.bargein import DuplexSettings, from_the_user
 from audio.echo import FarEnd
 from engines.client import EngineClient

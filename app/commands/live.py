@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.config import Config
-from app.events import AgentEvent, TurnMetrics
-from app.outputs import SpeakerOutput
-from app.session import endpointer_factory, open_session
-from app.talk import write_metrics
-from app.voice import VoiceLoop
+from app.settings import Config
+from app.conversation.events import AgentEvent, TurnMetrics
+from app.conversation.outputs import SpeakerOutput
+from app.conversation.session import endpointer_factory, open_session
+from app.commands.talk import write_metrics
+from app.conversation.voice import VoiceLoop
 from audio.devices import pick_device
 from audio.playback import Playback
 

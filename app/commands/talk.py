@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.config import Config
-from app.events import TurnMetrics
-from app.outputs import WavOutput
-from app.session import Session, endpointer_factory, open_session
+from app.settings import Config
+from app.conversation.events import TurnMetrics
+from app.conversation.outputs import WavOutput
+from app.conversation.session import Session, endpointer_factory, open_session
 from audio.endpointing import Utterance
 from audio.wav import WavWriter, iter_wav
 

@@ -6,10 +6,10 @@ import asyncio
 import sys
 from contextlib import ExitStack
 
-from app.config import Config
-from app.events import AgentEvent, AssistantDelta, AssistantDone
-from app.outputs import SilentOutput, SpeakerOutput
-from app.session import open_session
+from app.settings import Config
+from app.conversation.events import AgentEvent, AssistantDelta, AssistantDone
+from app.conversation.outputs import SilentOutput, SpeakerOutput
+from app.conversation.session import open_session
 from audio.devices import pick_device
 from audio.playback import Playback
 

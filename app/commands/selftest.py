@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 
-from app.config import Config
-from app.session import engine_options, make_vad, resolve_models
+from app.settings import Config
+from app.conversation.session import engine_options, make_vad, resolve_models
 from audio.resample import resample
 from engines.client import EngineClient
 from engines.errors import ParleyError

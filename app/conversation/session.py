@@ -10,9 +10,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from app.agent import Agent, AgentSettings, AudioOutput
-from app.config import Config
-from app.events import AgentEvent, ErrorOccurred
+from app.conversation.agent import Agent, AgentSettings, AudioOutput
+from app.settings import Config
+from app.conversation.events import AgentEvent, ErrorOccurred
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient

@@ -1,0 +1,1 @@
+"""What the window asks of Parley, split by job; plain asyncio, no Qt."""
