@@ -21,6 +21,14 @@ from types import TracebackType
 
 from platformdirs import user_data_dir
 
+from app.conversation.metrics import (
+    AUDIO_SECONDS,
+    END_OF_SPEECH_TO_FIRST_AUDIO,
+    LLM_FIRST_PIECE,
+    LLM_FIRST_TOKEN,
+    STT,
+    TTS_FIRST_AUDIO,
+)
 from engines.errors import ParleyError
 
 ROLES = ("user", "assistant", "system")
@@ -351,18 +359,19 @@ def _tokens(stored: str | None) -> dict[str, int] | None:
 
 
 _METRIC_NAMES = {
-    "end_of_speech_to_first_audio": "first audio",
-    "stt": "transcription",
-    "llm_first_token": "first token",
-    "llm_first_piece": "first sentence",
-    "tts_first_audio": "voice",
-    "audio_seconds": "speech",
+    END_OF_SPEECH_TO_FIRST_AUDIO: "first audio",
+    STT: "transcription",
+    LLM_FIRST_TOKEN: "first token",
+    LLM_FIRST_PIECE: "first sentence",
+    TTS_FIRST_AUDIO: "voice",
+    AUDIO_SECONDS: "speech",
 }
+"""The export's words for the pipeline's own metrics; any other metric is shown by its key."""
 
 
 def _latency(metrics: dict[str, float]) -> str:
     """Headline latency first (what the user waited for), then each stage."""
-    order = sorted(metrics, key=lambda k: k != "end_of_speech_to_first_audio")
+    order = sorted(metrics, key=lambda k: k != END_OF_SPEECH_TO_FIRST_AUDIO)
     return " · ".join(
         f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.1f} s" if k.endswith("_seconds")
         else f"{_METRIC_NAMES.get(k, k)} {metrics[k]:.0f} ms"

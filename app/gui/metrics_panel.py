@@ -30,19 +30,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.conversation.events import AgentEvent, AssistantDelta, ProcessUsage, RateLimitsUpdated, TurnMetrics
-
-STAGES: tuple[tuple[str, str], ...] = (
-    ("Transcribe", "#0072B2"),
-    ("First token", "#E69F00"),
-    ("First phrase", "#009E73"),
-    ("First audio", "#CC79A7"),
-    ("Other", "#8C8C8C"),
+from app.conversation import metrics
+from app.conversation.events import (
+    AgentEvent,
+    AssistantDelta,
+    ProcessUsage,
+    RateLimitsUpdated,
+    TurnMetrics,
 )
-"""Stage names in time order, in the Okabe-Ito colours: distinct for colour-blind eyes and
-readable on light and dark backgrounds alike."""
 
-_GUI_COLOUR, _WORKER_COLOUR = STAGES[0][1], STAGES[1][1]
+_COLOURS = {metrics.TRANSCRIBE: "#0072B2", metrics.FIRST_TOKEN: "#E69F00",
+            metrics.FIRST_PHRASE: "#009E73", metrics.FIRST_AUDIO: "#CC79A7",
+            metrics.OTHER: "#8C8C8C"}
+"""The stages in the Okabe-Ito colours: distinct for colour-blind eyes and readable on light
+and dark backgrounds alike."""
+
+_GUI_COLOUR, _WORKER_COLOUR = _COLOURS[metrics.TRANSCRIBE], _COLOURS[metrics.FIRST_TOKEN]
 _BARS = 8
 _TABLE_ROWS = 50
 _USAGE_SAMPLES = 60
@@ -50,27 +53,10 @@ _STAGGER_MS = 25
 _COLUMNS = ("#", "You said", "To first audio (ms)", "Transcribe (ms)", "First token (ms)",
             "First phrase (ms)", "First audio (ms)", "Tokens/s", "STT RTF", "TTS RTF",
             "Tokens in / out")
-_KNOWN_METRICS = ("end_of_speech_to_first_audio", "stt", "audio_seconds", "llm_first_token",
-                  "llm_first_piece", "tts_first_audio")
-
-
-def stage_times(metrics_ms: dict[str, float]) -> dict[str, float]:
-    """Split end-of-speech → first audio into consecutive stages; "Other" is what no stage
-    accounts for (mostly the endpointer's wait for silence). Missing stages are left out."""
-    stages: dict[str, float] = {}
-    if "stt" in metrics_ms:
-        stages["Transcribe"] = metrics_ms["stt"]
-    if "llm_first_token" in metrics_ms:
-        stages["First token"] = metrics_ms["llm_first_token"]
-        if "llm_first_piece" in metrics_ms:
-            stages["First phrase"] = max(
-                0.0, metrics_ms["llm_first_piece"] - metrics_ms["llm_first_token"])
-    if "tts_first_audio" in metrics_ms:
-        stages["First audio"] = metrics_ms["tts_first_audio"]
-    total = metrics_ms.get("end_of_speech_to_first_audio")
-    if total is not None:
-        stages["Other"] = max(0.0, total - sum(stages.values()))
-    return stages
+_CSV_FIRST = (metrics.END_OF_SPEECH_TO_FIRST_AUDIO, metrics.STT, metrics.AUDIO_SECONDS,
+              metrics.LLM_FIRST_TOKEN, metrics.LLM_FIRST_PIECE, metrics.TTS_FIRST_AUDIO)
+"""The CSV's first metric columns, in this order whether or not a turn has them; any other
+metric follows, sorted."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +76,7 @@ class TurnRecord:
 
     @property
     def first_audio_ms(self) -> float | None:
-        return self.metrics_ms.get("end_of_speech_to_first_audio")
+        return self.metrics_ms.get(metrics.END_OF_SPEECH_TO_FIRST_AUDIO)
 
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -143,13 +129,14 @@ class MetricsPanel(QWidget):
         self.stage_plot = self._plot("Stage times of the last turns", 150)
         self.stage_bars: dict[str, pg.BarGraphItem] = {}
         self.stage_plot.invertY(True)
-        for name, colour in STAGES:
-            bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.6, brush=colour,
+        for name in metrics.STAGES:
+            bars = pg.BarGraphItem(x0=[], y=[], width=[], height=0.6, brush=_COLOURS[name],
                                    pen=pg.mkPen(None), name=name)
             self.stage_plot.addItem(bars)
             self.stage_bars[name] = bars
         self.legend = QLabel("  ".join(
-            f'<span style="color:{colour}">■</span>&nbsp;{name}' for name, colour in STAGES))
+            f'<span style="color:{_COLOURS[name]}">■</span>&nbsp;{name}'
+            for name in metrics.STAGES))
         self.legend.setWordWrap(True)
         self.legend.setAccessibleName("Stage colours")
         self.legend.setToolTip("Transcribe: speech to text. First token: until the LLM's first "
@@ -248,20 +235,20 @@ class MetricsPanel(QWidget):
             self._show_limits(event)
 
     def add_turn(self, event: TurnMetrics) -> TurnRecord:
-        metrics = event.metrics_ms
+        values = event.metrics_ms
         completion = event.tokens.get("completion", 0)
         first, last = self._deltas.pop(event.turn, (0.0, 0.0))
         self._deltas = {t: times for t, times in self._deltas.items() if t > event.turn}
         measured = (completion - 1) / (last - first) if completion > 1 and last > first else None
-        audio_s = metrics.get("audio_seconds")
-        tts_audio_s = metrics.get("tts_audio_seconds")
+        audio_s = values.get(metrics.AUDIO_SECONDS)
+        tts_audio_s = values.get(metrics.TTS_AUDIO_SECONDS)
         record = TurnRecord(
             turn=event.turn, when=time.time(), user_text=event.user_text,
-            assistant_text=event.assistant_text, metrics_ms=dict(metrics),
-            tokens=dict(event.tokens), stages=stage_times(metrics),
-            tokens_per_s=metrics.get("tokens_per_s", measured),
-            stt_rtf=_ratio(metrics.get("stt"), audio_s * 1000 if audio_s else None),
-            tts_rtf=_ratio(metrics.get("tts_ms"), tts_audio_s * 1000 if tts_audio_s else None),
+            assistant_text=event.assistant_text, metrics_ms=dict(values),
+            tokens=dict(event.tokens), stages=metrics.stage_times(values),
+            tokens_per_s=values.get(metrics.TOKENS_PER_S, measured),
+            stt_rtf=_ratio(values.get(metrics.STT), audio_s * 1000 if audio_s else None),
+            tts_rtf=_ratio(values.get(metrics.TTS_MS), tts_audio_s * 1000 if tts_audio_s else None),
         )
         self.turns.append(record)
         self._show_tiles()
@@ -288,7 +275,7 @@ class MetricsPanel(QWidget):
 
     def _show_stages(self) -> None:
         shown = self.turns[-_BARS:][::-1]  # newest on top, as in the table
-        for name, _ in STAGES:
+        for name in metrics.STAGES:
             lefts = [sum(v for k, v in r.stages.items() if _before(k, name)) for r in shown]
             widths = [r.stages.get(name, 0.0) for r in shown]
             self.stage_bars[name].setOpts(x0=lefts, y=list(range(len(shown))), width=widths)
@@ -316,10 +303,8 @@ class MetricsPanel(QWidget):
                 f" worst {max(values):,.0f} ms.")
 
     def _add_row(self, record: TurnRecord) -> None:
-        m = record.metrics_ms
         cells = (str(record.turn), record.user_text, _fmt(record.first_audio_ms),
-                 _fmt(m.get("stt")), _fmt(m.get("llm_first_token")),
-                 _fmt(record.stages.get("First phrase")), _fmt(m.get("tts_first_audio")),
+                 *(_fmt(record.stages.get(s)) for s in metrics.STAGES if s != metrics.OTHER),
                  _fmt(record.tokens_per_s, 1), _fmt(record.stt_rtf, 2), _fmt(record.tts_rtf, 2),
                  _token_cell(record.tokens))
         self.table.insertRow(0)
@@ -412,10 +397,10 @@ class MetricsPanel(QWidget):
     def export_csv(self, path: Path) -> int:
         """Write one row per turn with every metric; returns the number of rows. A failure is
         shown beside the button rather than raised into the event loop."""
-        extra = sorted({k for r in self.turns for k in r.metrics_ms} - set(_KNOWN_METRICS))
-        metric_keys = [*_KNOWN_METRICS, *extra]
+        extra = sorted({k for r in self.turns for k in r.metrics_ms} - set(_CSV_FIRST))
+        metric_keys = [*_CSV_FIRST, *extra]
         header = ["turn", "time", "user_text", "assistant_text", *metric_keys,
-                  *(f"stage_{name.lower().replace(' ', '_')}" for name, _ in STAGES),
+                  *(f"stage_{name.lower().replace(' ', '_')}" for name in metrics.STAGES),
                   "prompt_tokens", "completion_tokens", "tokens_per_s", "stt_rtf", "tts_rtf"]
         try:
             with Path(path).open("w", newline="", encoding="utf-8") as fh:
@@ -426,7 +411,7 @@ class MetricsPanel(QWidget):
                         r.turn, time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(r.when)),
                         r.user_text, r.assistant_text,
                         *(_cell(r.metrics_ms.get(k)) for k in metric_keys),
-                        *(_cell(r.stages.get(name)) for name, _ in STAGES),
+                        *(_cell(r.stages.get(name)) for name in metrics.STAGES),
                         r.tokens.get("prompt", ""), r.tokens.get("completion", ""),
                         _cell(r.tokens_per_s), _cell(r.stt_rtf), _cell(r.tts_rtf)])
         except OSError as err:
@@ -437,8 +422,7 @@ class MetricsPanel(QWidget):
 
 
 def _before(stage: str, name: str) -> bool:
-    order = [s for s, _ in STAGES]
-    return order.index(stage) < order.index(name)
+    return metrics.STAGES.index(stage) < metrics.STAGES.index(name)
 
 
 def _token_cell(tokens: dict[str, int]) -> str:

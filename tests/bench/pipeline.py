@@ -18,10 +18,21 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from app.settings import load_config
-from app.conversation.sentences import SentenceSplitter
-from app.conversation.session import agent_settings, endpointer_factory, engine_options, resolve_models
 from app.commands.talk import talk
+from app.conversation.metrics import (
+    END_OF_SPEECH_TO_FIRST_AUDIO,
+    LLM_FIRST_TOKEN,
+    STT,
+    TTS_FIRST_AUDIO,
+)
+from app.conversation.sentences import SentenceSplitter
+from app.conversation.session import (
+    agent_settings,
+    endpointer_factory,
+    engine_options,
+    resolve_models,
+)
+from app.settings import load_config
 from audio.endpointing import Utterance
 from audio.wav import read_wav
 from engines.builtin import default_registry
@@ -36,7 +47,9 @@ PROMPTS = [
     "Why is the sky blue?",
     "Give me one tip for sleeping better.",
 ]
-STAGES = ["stt", "llm_first_token", "tts_first_audio", "end_of_speech_to_first_audio"]
+FLOORED = (STT, LLM_FIRST_TOKEN, TTS_FIRST_AUDIO)
+"""The metrics each engine alone is timed on too: its floor."""
+STAGES = (*FLOORED, END_OF_SPEECH_TO_FIRST_AUDIO)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -62,17 +75,17 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
     llm_cfg = config["llm"]
     agent = agent_settings(config)
     history = [ChatMessage("system", llm_cfg["system_prompt"])]
-    out: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
+    out: dict[str, list[float]] = {key: [] for key in FLOORED}
     for utterance, turn in zip(utterances, turns, strict=True):
         started = time.perf_counter()
         stt.transcribe(utterance.audio)
-        out["stt"].append((time.perf_counter() - started) * 1000)
+        out[STT].append((time.perf_counter() - started) * 1000)
         history.append(ChatMessage("user", turn["user_text"]))
         started = time.perf_counter()
         stream = llm.stream(history, max_tokens=int(llm_cfg["max_tokens"]),
                             temperature=float(llm_cfg["temperature"]))
         next(stream)
-        out["llm_first_token"].append((time.perf_counter() - started) * 1000)
+        out[LLM_FIRST_TOKEN].append((time.perf_counter() - started) * 1000)
         for _ in stream:  # finish, so the KV cache matches what the pipeline left behind
             pass
         history.append(ChatMessage("assistant", turn["assistant_text"]))
@@ -80,7 +93,7 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
         first = (splitter.push(turn["assistant_text"] + " ") + splitter.flush())[0]
         started = time.perf_counter()
         next(iter(tts.synthesize(first)))
-        out["tts_first_audio"].append((time.perf_counter() - started) * 1000)
+        out[TTS_FIRST_AUDIO].append((time.perf_counter() - started) * 1000)
     for engine in engines.values():
         engine.close()
     return out
@@ -101,7 +114,7 @@ def main() -> None:
         overrides.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
     config = load_config(overrides)
     pipeline: dict[str, list[float]] = {s: [] for s in STAGES}
-    floor: dict[str, list[float]] = {"stt": [], "llm_first_token": [], "tts_first_audio": []}
+    floor: dict[str, list[float]] = {key: [] for key in FLOORED}
     ratios: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         wav = conversation_wav(Path(tmp) / "prompts.wav", PROMPTS)
@@ -117,11 +130,11 @@ def main() -> None:
             for stage, values in alone.items():
                 floor[stage].extend(values)
             for i, turn in enumerate(doc):
-                ratios.append(turn["metrics_ms"]["end_of_speech_to_first_audio"]
+                ratios.append(turn["metrics_ms"][END_OF_SPEECH_TO_FIRST_AUDIO]
                               / sum(alone[s][i] for s in alone))
             print(f"round {round_no + 1}/{args.rounds} done", flush=True)
     floor_sum = sum(statistics.median(v) for v in floor.values())
-    e2e = statistics.median(pipeline["end_of_speech_to_first_audio"])
+    e2e = statistics.median(pipeline[END_OF_SPEECH_TO_FIRST_AUDIO])
     report = {
         "prompts": len(PROMPTS), "rounds": args.rounds, "overrides": overrides,
         "pipeline_ms": {s: {"p50": pct(v, 0.5), "p90": pct(v, 0.9)} for s, v in pipeline.items()},

@@ -16,7 +16,8 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QWidget
 
 from app.conversation.events import ProcessUsage, TurnMetrics
-from app.gui.metrics_panel import STAGES, MetricsPanel
+from app.conversation.metrics import STAGES
+from app.gui.metrics_panel import MetricsPanel
 from tests.speech import conversation_wav
 
 _TAB_POLICIES = (Qt.FocusPolicy.TabFocus, Qt.FocusPolicy.StrongFocus, Qt.FocusPolicy.WheelFocus)
@@ -62,7 +63,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     assert "moon" in spoken.user_text.lower()
     assert second.user_text == "Hello" and second.metrics_ms == typed.metrics_ms
     # the spoken turn has every stage; the typed one no transcription
-    assert list(spoken.stages) == [name for name, _ in STAGES]
+    assert tuple(spoken.stages) == STAGES
     assert "Transcribe" not in second.stages
     assert spoken.stt_rtf is not None and 0 < spoken.stt_rtf < 5
     assert second.stt_rtf is None
@@ -78,7 +79,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     bars = {name: item.opts for name, item in panel.stage_bars.items()}
     for row, turn in enumerate(reversed(panel.turns)):
         right = 0.0
-        for name, _ in STAGES:
+        for name in STAGES:
             assert bars[name]["x0"][row] == pytest.approx(right)
             assert bars[name]["width"][row] == pytest.approx(turn.stages.get(name, 0.0))
             right += bars[name]["width"][row]

@@ -1,0 +1,67 @@
+"""The names of a turn's metrics (`TurnMetrics.metrics_ms`) and the stages they add up to.
+
+The agents write these keys and the Performance panel, the Markdown export and the bench
+read them, so they live in one place and cannot drift apart. Each value is the key itself as
+it appears in `--metrics-json`: a contract, so never change one. Times are milliseconds unless
+the name ends in `_seconds` (or is a rate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+END_OF_SPEECH_TO_FIRST_AUDIO = "end_of_speech_to_first_audio"
+"""The headline: from the user's last voiced sample (for a typed turn, Enter) to the first
+reply audio handed to the output. Local and cloud."""
+STT = "stt"
+"""From the utterance handed to the STT to its transcript back in the Agent."""
+AUDIO_SECONDS = "audio_seconds"
+"""Seconds of the user's speech that was transcribed."""
+LLM_FIRST_TOKEN = "llm_first_token"
+"""From the request sent to the LLM (the transcript in the Agent) to its first token back."""
+LLM_FIRST_PIECE = "llm_first_piece"
+"""From the same request to the first speakable piece cut from the token stream."""
+TTS_FIRST_AUDIO = "tts_first_audio"
+"""From the first piece sent to the TTS to its first audio back."""
+TTS_MS = "tts_ms"
+"""The whole reply's synthesis: for each piece, from it being sent to its last audio, summed."""
+TTS_AUDIO_SECONDS = "tts_audio_seconds"
+"""Seconds of speech the TTS made for the reply."""
+TOKENS_PER_S = "tokens_per_s"
+"""Reply tokens per second, from the first token to the last."""
+END_OF_SPEECH_TO_FIRST_SOUND = "end_of_speech_to_first_sound"
+"""Cloud: from the user's last voiced sample to when the first reply audio is heard (handed to
+the output, plus the audio queued ahead of it and the device's latency)."""
+END_OF_SPEECH_TO_SPEECH_STOPPED = "end_of_speech_to_speech_stopped"
+"""Cloud: from the user's last voiced sample to the server saying the speech stopped: its
+end-of-turn wait."""
+SPEECH_STOPPED_TO_FIRST_AUDIO = "speech_stopped_to_first_audio"
+"""Cloud: from the server saying the speech stopped to the first reply audio handed to the
+output."""
+
+TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER = (
+    "Transcribe", "First token", "First phrase", "First audio", "Other")
+STAGES = (TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER)
+"""The consecutive stages of end of speech → first audio, in time order, as the user reads
+them."""
+
+
+def stage_times(metrics_ms: Mapping[str, float]) -> dict[str, float]:
+    """Split end of speech → first audio into consecutive stages, in `STAGES` order, so they
+    can be stacked end to end. Stages the turn did not have are left out (a typed turn has no
+    Transcribe, a cloud turn only Other); Other is what no stage accounts for, mostly the
+    endpointer's wait for silence."""
+    stages: dict[str, float] = {}
+    if STT in metrics_ms:
+        stages[TRANSCRIBE] = metrics_ms[STT]
+    if LLM_FIRST_TOKEN in metrics_ms:
+        stages[FIRST_TOKEN] = metrics_ms[LLM_FIRST_TOKEN]
+        if LLM_FIRST_PIECE in metrics_ms:
+            stages[FIRST_PHRASE] = max(
+                0.0, metrics_ms[LLM_FIRST_PIECE] - metrics_ms[LLM_FIRST_TOKEN])
+    if TTS_FIRST_AUDIO in metrics_ms:
+        stages[FIRST_AUDIO] = metrics_ms[TTS_FIRST_AUDIO]
+    total = metrics_ms.get(END_OF_SPEECH_TO_FIRST_AUDIO)
+    if total is not None:
+        stages[OTHER] = max(0.0, total - sum(stages.values()))
+    return stages
