@@ -13,55 +13,55 @@ from pathlib import Path
 from typing import Any
 
 from app.commands import models as models_cli
-from app.settings import Config, load_config, user_config_path
+from app.settings import Changes, Settings, load_settings, user_config_path
 from engines.errors import ParleyError
 
 
-def _overrides(args: argparse.Namespace) -> Config:
+def _overrides(args: argparse.Namespace) -> Changes:
     return {"models": {"stt": args.stt, "llm": args.llm, "tts": args.tts, "vad": args.vad},
             "stt": {"language": args.language}}
 
 
-def _cmd_talk(args: argparse.Namespace, config: Config) -> int:
+def _cmd_talk(args: argparse.Namespace, settings: Settings) -> int:
     from app.commands.talk import talk
 
-    turns = _run(talk(config, args.input, args.output, args.metrics_json))
+    turns = _run(talk(settings, args.input, args.output, args.metrics_json))
     print(f"{len(turns)} turn(s) answered; replies written to {args.output}")
     return 0
 
 
-def _cmd_run(args: argparse.Namespace, config: Config) -> int:
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.headless:
         from app.gui.app import run_gui
 
-        return run_gui(config, args.screenshot, args.max_turns, cloud=args.cloud)
+        return run_gui(settings, args.screenshot, args.max_turns, cloud=args.cloud)
     if args.cloud:
         from app.commands.live_cloud import run_cloud
 
-        _run(run_cloud(config, args.input_device, args.output_device, args.max_turns,
+        _run(run_cloud(settings, args.input_device, args.output_device, args.max_turns,
                        args.metrics_json))
         return 0
     from app.commands.live import run_live
 
-    _run(run_live(config, args.input_device, args.output_device, args.max_turns,
+    _run(run_live(settings, args.input_device, args.output_device, args.max_turns,
                   args.metrics_json))
     return 0
 
 
-def _cmd_chat(args: argparse.Namespace, config: Config) -> int:
+def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from app.commands.chat import chat
 
-    _run(chat(config, speak=args.speak))
+    _run(chat(settings, speak=args.speak))
     return 0
 
 
-def _cmd_selftest(args: argparse.Namespace, config: Config) -> int:
+def _cmd_selftest(args: argparse.Namespace, settings: Settings) -> int:
     from app.commands.selftest import selftest
 
-    return int(_run(selftest(config)))
+    return int(_run(selftest(settings)))
 
 
-def _cmd_cloud(args: argparse.Namespace, config: Config) -> int:
+def _cmd_cloud(args: argparse.Namespace, settings: Settings) -> int:
     from app.cloud import apikey
 
     if args.action == "set-key":
@@ -76,7 +76,7 @@ def _cmd_cloud(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _cmd_config_path(args: argparse.Namespace, config: Config) -> int:
+def _cmd_config_path(args: argparse.Namespace, settings: Settings) -> int:
     print(user_config_path())
     return 0
 
@@ -134,9 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace, Config], int] = args.handler
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
     try:
-        return handler(args, load_config(_overrides(args)))
+        return handler(args, load_settings(_overrides(args)))
     except ParleyError as err:
         print(f"parley: {err}", file=sys.stderr)
         return 2

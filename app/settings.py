@@ -1,18 +1,150 @@
-"""Settings: defaults from resources/, the user's TOML on top, command-line flags on top of that."""
+"""Settings: defaults from resources/, the user's TOML on top, command-line flags on top of that.
+
+Read once into frozen dataclasses, one per TOML section, so a misspelt key or a value of
+the wrong kind is caught at start-up with the file named, not deep in an engine. A change
+(from the window) is a `Changes` mapping, section → key → value: `Settings.updated`
+checks it the same way and `reloads` says what has to start again for it to take effect.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from platformdirs import user_config_dir
 
+from app.cloud.settings import CloudSettings
+from audio.bargein import DuplexSettings
 from engines.errors import ParleyError
+from engines.model_ref import Kind
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
-Config = dict[str, dict[str, Any]]
+Changes = dict[str, dict[str, Any]]
+"""Section → key → new value, as the settings file and the window's dialogs spell them."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelChoices:
+    """A catalog name, a path or a URL per kind (`parley models list`)."""
+
+    stt: str
+    llm: str
+    tts: str
+    vad: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SttSettings:
+    language: str
+    cpu_threads: int
+    compute_type: str | None = None
+    beam_size: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LlmSettings:
+    n_ctx: int
+    n_threads: int
+    max_tokens: int
+    temperature: float
+    system_prompt: str
+    n_threads_batch: int | None = None
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TtsSettings:
+    length_scale: float
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    speaker: str | None = None
+    threads: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VadSettings:
+    aggressiveness: int
+    threshold: float
+    pre_roll_ms: int
+    hangover_ms: int
+    min_speech_ms: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioSettings:
+    input_device: str
+    """"" = the system default; a name fragment or an index."""
+    output_device: str
+
+
+@dataclasses.dataclass(frozen=True)
+class UiSettings:
+    theme: str
+
+
+_AGENT_KEYS = {"max_tokens", "temperature", "system_prompt"}
+"""[llm] keys the Agent uses itself; the rest of an engine's section goes to the engine."""
+
+Reload = Literal["stt", "llm", "tts", "vad", "cloud"]
+RELOADS: dict[str, set[Reload]] = {
+    "stt": {"stt"},
+    "stt.language": {"stt", "cloud"},
+    "tts": {"tts"},
+    "llm.n_ctx": {"llm"},
+    "llm.n_threads": {"llm"},
+    "llm.n_threads_batch": {"llm"},
+    "llm.seed": {"llm"},
+    "llm.system_prompt": {"cloud"},
+    "vad": {"vad"},
+    "duplex": {"cloud"},
+    "cloud": {"cloud"},
+}
+"""What starts again when a setting changes ("section" for all its keys, "section.key" for
+one): an engine reloads, the endpointers get the new VAD, a cloud session starts afresh
+(a session's settings are fixed once it has begun). The rest apply at the next turn."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    models: ModelChoices
+    stt: SttSettings
+    llm: LlmSettings
+    tts: TtsSettings
+    vad: VadSettings
+    duplex: DuplexSettings
+    audio: AudioSettings
+    ui: UiSettings
+    cloud: CloudSettings
+    """With the persona and spoken language of [llm] and [stt], which the session uses too."""
+
+    def model(self, kind: Kind) -> str:
+        return str(getattr(self.models, kind))
+
+    def value(self, section: str, key: str) -> Any:
+        return getattr(getattr(self, section), key)
+
+    def engine_options(self, kind: Kind) -> dict[str, Any]:
+        """The engine's section, minus what the Agent uses and what is left unset."""
+        section = dataclasses.asdict(getattr(self, kind))
+        return {k: v for k, v in section.items() if k not in _AGENT_KEYS and v is not None}
+
+    def updated(self, changes: Changes) -> Settings:
+        """These settings with `changes` applied, checked as the settings file is."""
+        return _build(_merge(_as_tables(self), changes))
+
+
+def reloads(changes: Changes) -> set[Reload]:
+    found: set[Reload] = set()
+    for section, values in changes.items():
+        found |= RELOADS.get(section, set())
+        for key in values:
+            found |= RELOADS.get(f"{section}.{key}", set())
+    return found
 
 
 def user_config_path() -> Path:
@@ -21,28 +153,22 @@ def user_config_path() -> Path:
     return Path(env) if env else Path(user_config_dir("parley")) / "config.toml"
 
 
-def _read(path: Path) -> Config:
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except tomllib.TOMLDecodeError as err:
-        raise ParleyError(f"The settings file {path} is not valid TOML: {err}",
-                          "Fix or delete that file; Parley then uses its defaults.") from err
+def defaults() -> dict[str, dict[str, Any]]:
+    """resources/parley.toml as written: every section and key Parley knows."""
+    return _read(RESOURCES / "parley.toml")
 
 
-def load_config(overrides: Config | None = None) -> Config:
-    config = _read(RESOURCES / "parley.toml")
-    layers = [_read(p) for p in [user_config_path()] if p.is_file()] + [overrides or {}]
-    for layer in layers:
-        for section, values in layer.items():
-            if section not in config or not isinstance(values, dict):
-                raise ParleyError(f"Unknown settings section [{section}].",
-                                  f"Known sections: {', '.join(sorted(config))}.")
-            config[section].update({k: v for k, v in values.items() if v is not None})
-    return config
+def load_settings(overrides: Changes | None = None) -> Settings:
+    tables = defaults()
+    path = user_config_path()
+    if path.is_file():
+        tables = _merge(tables, _read(path))
+    flags = {s: {k: v for k, v in values.items() if v is not None}
+             for s, values in (overrides or {}).items()}
+    return _build(_merge(tables, flags))
 
 
-def save_user_settings(changes: Config) -> None:
+def save_user_settings(changes: Changes) -> None:
     """Merge `changes` into the user's settings file, so choices made in the window stick."""
     import tomli_w
 
@@ -54,3 +180,69 @@ def save_user_settings(changes: Config) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(tomli_w.dumps(current).encode())
     tmp.replace(path)
+
+
+def _read(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as err:
+        raise ParleyError(f"The settings file {path} is not valid TOML: {err}",
+                          "Fix or delete that file; Parley then uses its defaults.") from err
+
+
+_SECTIONS = tuple(f.name for f in dataclasses.fields(Settings))
+_DERIVED = {"cloud": {"instructions", "language"}}
+"""Fields filled from other sections, not settable in their own."""
+
+
+def _merge(tables: dict[str, dict[str, Any]], layer: Changes) -> dict[str, dict[str, Any]]:
+    merged = {section: dict(values) for section, values in tables.items()}
+    for section, values in layer.items():
+        if section not in merged or not isinstance(values, dict):
+            raise ParleyError(f"Unknown settings section [{section}].",
+                              f"Known sections: {', '.join(sorted(merged))}.")
+        merged[section].update(values)
+    return merged
+
+
+def _as_tables(settings: Settings) -> dict[str, dict[str, Any]]:
+    tables = {}
+    for name in _SECTIONS:
+        values = dataclasses.asdict(getattr(settings, name))
+        tables[name] = {k: v for k, v in values.items() if k not in _DERIVED.get(name, ())}
+    return tables
+
+
+def _build(tables: dict[str, dict[str, Any]]) -> Settings:
+    derived = {"cloud": {"instructions": tables["llm"]["system_prompt"],
+                         "language": tables["stt"]["language"]}}
+    hints = typing.get_type_hints(Settings)
+    sections = {name: _section(name, hints[name], tables.get(name, {}), derived.get(name, {}))
+                for name in _SECTIONS}
+    return Settings(**sections)
+
+
+def _section(name: str, cls: type[Any], values: dict[str, Any], derived: dict[str, Any]
+             ) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)} - _DERIVED.get(name, set())
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ParleyError(f"Unknown setting {unknown[0]!r} in [{name}].",
+                          f"Known settings of [{name}]: {', '.join(sorted(known))}.")
+    checked = {key: _typed(name, key, hints[key], value) for key, value in values.items()}
+    return cls(**checked, **derived)
+
+
+def _typed(section: str, key: str, hint: Any, value: Any) -> Any:
+    """`value` as the field's type (TOML's 1 for a float, "aec" for an enum), or why not."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in kinds:
+        return None
+    kind = next(k for k in kinds if k is not type(None))
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as err:
+        raise ParleyError(f"The setting [{section}] {key} = {value!r} is not valid ({err}).",
+                          "Fix it in your settings file (`parley config-path`).") from err

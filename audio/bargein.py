@@ -1,18 +1,15 @@
-"""When the user may talk over the agent, and what counts as really doing so.
+"""When the user may talk over the agent: the duplex modes and the barge-in endpointer.
 
 While the agent replies, the microphone still hears it (through echo cancellation, or not
 at all in half-duplex). A separate endpointer listens then: `min_speech_ms` of voice
-pauses the reply (a cough is shorter), and the finished utterance interrupts it only if
-the STT finds words in it (`has_words`) that are not the reply's own (`echoes`: the last
-guard when echo cancellation is still converging, or off); otherwise the reply resumes.
+pauses the reply (a cough is shorter). Whether the finished utterance really interrupts is
+a question of words, answered next to the Agent (`app.conversation.interruption`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
-from difflib import SequenceMatcher
 from enum import StrEnum
 
 import numpy as np
@@ -129,41 +126,3 @@ class Endpointers:
                                 min_speech_ms - frame_ms + BARGE_IN_HOP_MS)
         return Endpointer(vad, pre_roll_ms=self.pre_roll_ms, hangover_ms=self.hangover_ms,
                           min_speech_ms=min_speech_ms)
-
-
-_ANNOTATIONS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
-"""What Whisper writes for non-speech: [cough], (laughs), *sigh*."""
-
-
-_STOCK = {("thank", "you"), ("thank", "you", "very", "much"), ("thanks", "for", "watching"),
-          ("you",)}
-"""What Whisper famously writes for silence or noise it cannot place (it was trained on
-subtitles). A user who says only this over a reply is not taken as interrupting."""
-
-
-def has_words(text: str) -> bool:
-    """Whether a transcript holds anything said, rather than silence, a noise label or
-    one of Whisper's stock phrases for noise."""
-    words = _words(text)
-    return bool(words) and tuple(words) not in _STOCK
-
-
-def from_the_user(heard: str, reply: str) -> bool:
-    """Whether a transcript of speech over a reply is the user saying something: words
-    (`has_words`) that are not the reply's own voice leaking through (`echoes`)."""
-    return has_words(heard) and not echoes(heard, reply)
-
-
-def echoes(heard: str, reply: str) -> bool:
-    """Whether what was heard is mostly a run of the reply's own words, i.e. the agent's
-    voice leaking past the echo canceller rather than the user. A user's words seldom
-    repeat the reply in order, and never most of them."""
-    said, spoken = _words(heard), _words(reply)
-    if not said:
-        return False
-    run = SequenceMatcher(None, said, spoken, autojunk=False).find_longest_match().size
-    return run >= math.ceil(0.6 * len(said))
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", _ANNOTATIONS.sub("", text).lower())

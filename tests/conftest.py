@@ -106,12 +106,12 @@ def controller(pulse: PulseAudio, user_dirs: Path, app_loop: asyncio.AbstractEve
                ) -> Iterator[Any]:
     """The real Controller (worker, default models, PulseAudio devices, SQLite) started on
     the Qt loop; `controller.loop` is that loop."""
-    from app.settings import load_config
     from app.control.controller import Controller
+    from app.settings import load_settings
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())
-    ctl = Controller(load_config(), storage)
+    ctl = Controller(load_settings(), storage)
     ctl.loop = app_loop  # type: ignore[attr-defined]
     app_loop.run_until_complete(ctl.start())
     yield ctl

@@ -50,6 +50,12 @@ from app.conversation.events import (
     TurnMetrics,
     UserSaid,
 )
+from app.conversation.metrics import (
+    END_OF_SPEECH_TO_FIRST_AUDIO,
+    END_OF_SPEECH_TO_FIRST_SOUND,
+    END_OF_SPEECH_TO_SPEECH_STOPPED,
+    SPEECH_STOPPED_TO_FIRST_AUDIO,
+)
 from app.conversation.tools import Timers, default_tools
 from engines.protocols import Audio, ChatMessage
 
@@ -384,15 +390,15 @@ def _add_usage(tokens: dict[str, int], usage: RealtimeResponseUsage | None) -> N
 
 def _stage_times(turn: _Turn) -> dict[str, float]:
     """Milliseconds from the end of the user's speech, with the local mode's key for the
-    headline number (`end_of_speech_to_first_audio`)."""
+    headline number, so the panel, the export and the metrics JSON read both modes alike."""
     marks, out = turn.marks, {}
     if "first_audio" in marks:
-        out["end_of_speech_to_first_audio"] = (marks["first_audio"] - turn.ended_at) * 1000
-        out["end_of_speech_to_first_sound"] = (marks["first_sound"] - turn.ended_at) * 1000
+        out[END_OF_SPEECH_TO_FIRST_AUDIO] = (marks["first_audio"] - turn.ended_at) * 1000
+        out[END_OF_SPEECH_TO_FIRST_SOUND] = (marks["first_sound"] - turn.ended_at) * 1000
         if "speech_stopped" in marks:
-            out["speech_stopped_to_first_audio"] = (marks["first_audio"]
-                                                    - marks["speech_stopped"]) * 1000
+            out[SPEECH_STOPPED_TO_FIRST_AUDIO] = (marks["first_audio"]
+                                                  - marks["speech_stopped"]) * 1000
     if "speech_stopped" in marks:
-        out["end_of_speech_to_speech_stopped"] = (marks["speech_stopped"]
-                                                  - turn.ended_at) * 1000
+        out[END_OF_SPEECH_TO_SPEECH_STOPPED] = (marks["speech_stopped"]
+                                                - turn.ended_at) * 1000
     return out

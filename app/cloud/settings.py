@@ -1,12 +1,12 @@
 """The Realtime session as Parley's settings describe it: the `[cloud]` section plus the
-persona (`[llm] system_prompt`) and spoken language (`[stt] language`)."""
+persona (`[llm] system_prompt`) and spoken language (`[stt] language`), which
+`app.settings` fills in from the local settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from app.settings import Config
 from engines.errors import ParleyError
 
 RATE = 24000
@@ -17,35 +17,35 @@ TURN_DETECTION = ("server_vad", "semantic_vad", "push_to_talk")
 
 @dataclass(frozen=True)
 class CloudSettings:
+    """The [cloud] section (see resources/parley.toml for what each key means)."""
+
+    model: str
+    voice: str
+    speed: float
+    turn_detection: str
+    vad_threshold: float
+    prefix_padding_ms: int
+    silence_duration_ms: int
+    eagerness: str
+    transcription_model: str
+    noise_reduction: str
+    reconnect_attempts: int
+    history_items: int
     instructions: str
-    model: str = "gpt-realtime"
-    voice: str = "marin"
-    speed: float = 1.0
-    turn_detection: str = "server_vad"
-    vad_threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    eagerness: str = "auto"
-    transcription_model: str = "gpt-4o-mini-transcribe"
-    language: str = "en"
-    noise_reduction: str = "near_field"
-    reconnect_attempts: int = 5
-    history_items: int = 20
+    """The persona: [llm] system_prompt."""
+    language: str
+    """The spoken language: [stt] language."""
+
+    def __post_init__(self) -> None:
+        if self.turn_detection not in TURN_DETECTION:
+            raise ParleyError(f"Unknown [cloud] turn_detection {self.turn_detection!r}.",
+                              f"Use one of: {', '.join(TURN_DETECTION)}.")
 
     @property
     def server_interrupts(self) -> bool:
         """With server or semantic VAD the server cancels a response the user talks over;
         in push-to-talk the client has to."""
         return self.turn_detection != "push_to_talk"
-
-
-def cloud_settings(config: Config) -> CloudSettings:
-    cloud: dict[str, Any] = config["cloud"]
-    if cloud["turn_detection"] not in TURN_DETECTION:
-        raise ParleyError(f"Unknown [cloud] turn_detection {cloud['turn_detection']!r}.",
-                          f"Use one of: {', '.join(TURN_DETECTION)}.")
-    return CloudSettings(instructions=config["llm"]["system_prompt"],
-                         language=config["stt"]["language"], **cloud)
 
 
 def session_config(s: CloudSettings, tools: list[dict[str, Any]]) -> dict[str, Any]:

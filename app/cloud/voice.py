@@ -1,39 +1,36 @@
-"""Microphone → CloudAgent: the cloud mode's counterpart of `app.conversation.voice.VoiceLoop`. No Qt.
+"""Microphone feed → CloudAgent: the cloud mode's counterpart of `app.conversation.voice`.
+No Qt.
 
 The server does the endpointing (its VAD decides when the user has finished), so this
-only streams the blocks up, with the level meter, mute, push-to-talk (audio goes up only
-while the key is held) and, when the speaker has a far-end reference, echo cancellation,
-so that Parley's own voice from the speaker does not sound like the user talking over it.
+only streams the cleaned blocks up, with mute and push-to-talk (audio goes up only while
+the key is held). The feed cancels the speaker's echo when there is a far end, so that
+Parley's own voice does not sound like the user talking over it; the service hears AEC3's
+output only (its VAD would take a trace of Parley for speech).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
-
 from app.cloud.agent import CloudAgent
-from app.conversation.events import AgentEvent, MicLevel
-from audio.capture import Capture
+from app.conversation.mic import MicFeed
 from audio.devices import DeviceInfo
-from audio.echo import EchoCanceller, FarEnd, make_echo_canceller
-from audio.level import LevelMeter
-from engines.protocols import Audio
+from audio.echo import FarEnd
 
-_SAMPLE_RATE = 16000
+_BLOCK_MS = 30
 
 
 class CloudVoice:
-    def __init__(self, agent: CloudAgent, publish: Callable[[AgentEvent], None],
-                 far_end: FarEnd | None) -> None:
+    def __init__(self, agent: CloudAgent, far_end: FarEnd | None) -> None:
         self.agent = agent
-        self.publish = publish
-        self.muted = False
+        self.feed = MicFeed(agent.publish, lambda: far_end, linear=False)
         self._holding = False
-        # the service hears AEC3's output only (its VAD would take a trace of Parley for speech)
-        self._echo: EchoCanceller | None = (make_echo_canceller(far_end, linear=False)
-                                            if far_end is not None else None)
-        self._meter = LevelMeter()
+
+    @property
+    def muted(self) -> bool:
+        return self.feed.muted
+
+    @muted.setter
+    def muted(self, muted: bool) -> None:
+        self.feed.muted = muted
 
     @property
     def push_to_talk(self) -> bool:
@@ -55,22 +52,8 @@ class CloudVoice:
 
     async def run(self, mic: DeviceInfo) -> None:
         """Stream the microphone until cancelled."""
-        loop = asyncio.get_running_loop()
-
-        def on_audio(block: Audio) -> None:  # PortAudio thread
-            loop.call_soon_threadsafe(self._heard, block, time.perf_counter())
-
-        with Capture(mic, on_audio):
-            await loop.create_future()
-
-    def _heard(self, block: Audio, captured_at: float) -> None:
-        self._report_level(block, captured_at)
-        if self._echo is not None:  # kept running, even muted, so it stays converged
-            block = self._echo.process(block, captured_at - len(block) / _SAMPLE_RATE).audio
-        if block.size and not self.muted and (self._holding or not self.push_to_talk):
-            self.agent.hear(block, captured_at)
-
-    def _report_level(self, block: Audio, now: float) -> None:
-        db = self._meter.measure(block, now, self.muted)
-        if db is not None:
-            self.publish(MicLevel(db))
+        with self.feed.capture(mic, _BLOCK_MS):
+            while True:
+                (block, _), captured_at = await self.feed.next()
+                if block.size and not self.muted and (self._holding or not self.push_to_talk):
+                    self.agent.hear(block, captured_at)

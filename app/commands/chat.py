@@ -6,10 +6,10 @@ import asyncio
 import sys
 from contextlib import ExitStack
 
-from app.settings import Config
 from app.conversation.events import AgentEvent, AssistantDelta, AssistantDone
 from app.conversation.outputs import SilentOutput, SpeakerOutput
 from app.conversation.session import open_session
+from app.settings import Settings
 from audio.devices import pick_device
 from audio.playback import Playback
 
@@ -21,14 +21,14 @@ def _print_event(event: AgentEvent) -> None:
         print(flush=True)
 
 
-async def chat(config: Config, speak: bool) -> None:
+async def chat(settings: Settings, speak: bool) -> None:
     with ExitStack() as stack:
         if speak:
-            device = pick_device(config["audio"]["output_device"] or None, "output")
+            device = pick_device(settings.audio.output_device or None, "output")
             playback = stack.enter_context(Playback(device))
-            session = await open_session(config, SpeakerOutput(playback))
+            session = await open_session(settings, SpeakerOutput(playback))
         else:
-            session = await open_session(config, SilentOutput())
+            session = await open_session(settings, SilentOutput())
         session.agent.subscribe(_print_event)
         try:
             print("Type a message (empty line or Ctrl+D to quit).", flush=True)

@@ -8,36 +8,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.settings import Config
-from app.conversation.events import AgentEvent, TurnMetrics
+from app.commands.report import local_metrics, print_turn, write_metrics
+from app.conversation.events import TurnMetrics
 from app.conversation.outputs import SpeakerOutput
 from app.conversation.session import endpointer_factory, open_session
-from app.commands.talk import write_metrics
 from app.conversation.voice import VoiceLoop
+from app.settings import Settings
 from audio.devices import pick_device
 from audio.playback import Playback
 
 
-async def run_live(config: Config, input_device: str | None, output_device: str | None,
+async def run_live(settings: Settings, input_device: str | None, output_device: str | None,
                    max_turns: int | None, metrics_path: Path | None) -> list[TurnMetrics]:
-    audio_cfg = config["audio"]
-    mic = pick_device(input_device or audio_cfg["input_device"] or None, "input")
-    speaker = pick_device(output_device or audio_cfg["output_device"] or None, "output")
-    make_endpointer = endpointer_factory(config)
+    audio = settings.audio
+    mic = pick_device(input_device or audio.input_device or None, "input")
+    speaker = pick_device(output_device or audio.output_device or None, "output")
+    make_endpointer = endpointer_factory(settings)
     turns: list[TurnMetrics] = []
     with Playback(speaker) as playback:
-        session = await open_session(config, SpeakerOutput(playback))
-        session.agent.subscribe(_print_turn)
+        session = await open_session(settings, SpeakerOutput(playback))
+        session.agent.subscribe(print_turn)
         try:
             voice = VoiceLoop(session.agent, make_endpointer)
             print("Listening… speak now (Ctrl+C to stop).", flush=True)
             turns = await voice.run(mic, max_turns)
         finally:
-            write_metrics(metrics_path, session.agent.turns, session)
+            write_metrics(metrics_path, local_metrics(session))
             await session.close()
     return turns
-
-
-def _print_turn(event: AgentEvent) -> None:
-    if isinstance(event, TurnMetrics):
-        print(f"you: {event.user_text}\nparley: {event.assistant_text}", flush=True)

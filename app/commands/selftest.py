@@ -9,15 +9,15 @@ import time
 
 import numpy as np
 
-from app.settings import Config
-from app.conversation.session import engine_options, make_vad, resolve_models
+from app.conversation.session import make_vad, resolve_models
+from app.settings import Settings
 from audio.resample import resample
 from engines.client import EngineClient
 from engines.errors import ParleyError
 from engines.protocols import AudioChunk, ChatMessage
 
 
-async def selftest(config: Config) -> int:
+async def selftest(settings: Settings) -> int:
     rows: list[tuple[str, str, str, str]] = []
     failed = False
 
@@ -26,14 +26,14 @@ async def selftest(config: Config) -> int:
         failed |= not ok
         rows.append((kind, name, "ok" if ok else "FAILED", detail))
 
-    models = resolve_models(config)
+    models = resolve_models(settings)
     engines = EngineClient()
     await engines.start()
     speech: list[AudioChunk] = []
     try:
         for kind in ("stt", "llm", "tts"):
             try:
-                stats = await engines.load(models[kind], engine_options(kind, config))
+                stats = await engines.load(models[kind], settings.engine_options(kind))
                 row(kind, models[kind].name, True, f"loaded in {stats.load_seconds:.2f} s")
             except ParleyError as err:
                 row(kind, models[kind].name, False, str(err))
@@ -62,7 +62,7 @@ async def selftest(config: Config) -> int:
             except ParleyError as err:
                 row("stt", "transcribe", False, str(err))
             try:
-                vad = make_vad(models["vad"], config)
+                vad = make_vad(models["vad"], settings)
                 frames = len(audio) // vad.frame_samples
                 voiced = sum(vad.is_speech(audio[i * vad.frame_samples:(i + 1)
                                                  * vad.frame_samples]) for i in range(frames))

@@ -27,8 +27,20 @@ from app.conversation.events import (
     TurnMetrics,
     UserSaid,
 )
+from app.conversation.interruption import from_the_user
+from app.conversation.metrics import (
+    AUDIO_SECONDS,
+    END_OF_SPEECH_TO_FIRST_AUDIO,
+    LLM_FIRST_PIECE,
+    LLM_FIRST_TOKEN,
+    STT,
+    TOKENS_PER_S,
+    TTS_AUDIO_SECONDS,
+    TTS_FIRST_AUDIO,
+    TTS_MS,
+)
 from app.conversation.sentences import SentenceSplitter
-from audio.bargein import DuplexSettings, from_the_user
+from audio.bargein import DuplexSettings
 from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
@@ -200,8 +212,8 @@ class Agent(EventBus):
             if whole is not None and from_the_user(whole.text, said):
                 log.info("read in full: %r", whole.text)
                 transcript, text = whole, whole.text.strip()
-        metrics = {"stt": (self.clock() - started) * 1000,
-                   "audio_seconds": transcript.audio_seconds}
+        metrics = {STT: (self.clock() - started) * 1000,
+                   AUDIO_SECONDS: transcript.audio_seconds}
         async with self._one_turn_at_a_time:
             self._turns += 1
             return await self._answer(self._turns, self.generation, text, ended_at, metrics)
@@ -232,7 +244,7 @@ class Agent(EventBus):
         if transcript is None or not transcript.text.strip():
             self.set_state(State.LISTENING)
             return None
-        metrics = {"stt": (heard - started) * 1000, "audio_seconds": transcript.audio_seconds}
+        metrics = {STT: (heard - started) * 1000, AUDIO_SECONDS: transcript.audio_seconds}
         return await self._answer(turn, generation, transcript.text.strip(), ended_at, metrics)
 
     async def _transcribe(self, audio: Audio, turn: int, generation: int) -> Transcript | None:
@@ -305,7 +317,7 @@ class Agent(EventBus):
     async def _speak(self, pieces: asyncio.Queue[str | None], turn: int, generation: int,
                      marks: dict[str, float], spoken: Spoken) -> None:
         """Synthesize pieces in order and send them out; runs beside the LLM stream."""
-        marks["tts_ms"], marks["tts_audio_seconds"] = 0.0, 0.0
+        marks[TTS_MS], marks[TTS_AUDIO_SECONDS] = 0.0, 0.0
         while (piece := await pieces.get()) is not None:
             sent = self.clock()
             marks.setdefault("first_piece_sent", sent)
@@ -317,10 +329,10 @@ class Agent(EventBus):
                     marks["first_audio"] = self.clock()
                     self.set_state(State.SPEAKING)
                 seconds = len(chunk.samples) / chunk.sample_rate
-                marks["tts_audio_seconds"] += seconds
+                marks[TTS_AUDIO_SECONDS] += seconds
                 spoken.add(seconds)
                 self.output.write(chunk.samples, chunk.sample_rate)
-            marks["tts_ms"] += (self.clock() - sent) * 1000
+            marks[TTS_MS] += (self.clock() - sent) * 1000
 
     def _keep_reply(self, current: _Reply, reply: str) -> str:
         """Add the reply to the history, or only its heard part if it was interrupted;
@@ -341,17 +353,18 @@ class Agent(EventBus):
 def _stage_times(asked: float, ended_at: float, marks: dict[str, float],
                  completion_tokens: int) -> dict[str, float]:
     """Milliseconds for each stage that happened; missing marks mean the stage never ran.
-    Also the LLM's tokens per second and what the TTS spent for how much speech."""
+    Also the LLM's tokens per second and what the TTS spent for how much speech (the
+    speaker keeps those two totals in `marks` under their metric names)."""
     out: dict[str, float] = {k: v for k, v in marks.items()
-                             if k in ("tts_ms", "tts_audio_seconds")}
+                             if k in (TTS_MS, TTS_AUDIO_SECONDS)}
     if completion_tokens > 1 and marks.get("last_token", 0) > marks.get("first_token", 0):
-        out["tokens_per_s"] = (completion_tokens - 1) / (marks["last_token"]
-                                                         - marks["first_token"])
+        out[TOKENS_PER_S] = (completion_tokens - 1) / (marks["last_token"]
+                                                       - marks["first_token"])
     if "first_token" in marks:
-        out["llm_first_token"] = (marks["first_token"] - asked) * 1000
+        out[LLM_FIRST_TOKEN] = (marks["first_token"] - asked) * 1000
     if "first_audio" in marks and "first_piece_sent" in marks:
-        out["tts_first_audio"] = (marks["first_audio"] - marks["first_piece_sent"]) * 1000
-        out["end_of_speech_to_first_audio"] = (marks["first_audio"] - ended_at) * 1000
+        out[TTS_FIRST_AUDIO] = (marks["first_audio"] - marks["first_piece_sent"]) * 1000
+        out[END_OF_SPEECH_TO_FIRST_AUDIO] = (marks["first_audio"] - ended_at) * 1000
     if "first_piece" in marks and "first_token" in marks:
-        out["llm_first_piece"] = (marks["first_piece"] - asked) * 1000
+        out[LLM_FIRST_PIECE] = (marks["first_piece"] - asked) * 1000
     return out

@@ -11,47 +11,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.conversation.agent import Agent, AgentSettings, AudioOutput
-from app.settings import Config
 from app.conversation.events import AgentEvent, ErrorOccurred
-from audio.bargein import DuplexMode, DuplexSettings, Endpointers
+from app.settings import Settings
+from audio.bargein import Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
+from engines.models import resolve
 from engines.protocols import VADEngine
-from engines.resolver import resolve
 
 
-def engine_options(kind: Kind, config: Config) -> dict[str, Any]:
-    """The settings section of one engine kind, minus what the Agent itself uses."""
-    agent_keys = {"max_tokens", "temperature", "system_prompt"}
-    return {k: v for k, v in config[kind].items() if k not in agent_keys}
+def agent_settings(settings: Settings) -> AgentSettings:
+    llm = settings.llm
+    return AgentSettings(system_prompt=llm.system_prompt, max_tokens=llm.max_tokens,
+                         temperature=llm.temperature, duplex=settings.duplex)
 
 
-def agent_settings(config: Config) -> AgentSettings:
-    llm = config["llm"]
-    return AgentSettings(system_prompt=llm["system_prompt"], max_tokens=int(llm["max_tokens"]),
-                         temperature=float(llm["temperature"]),
-                         duplex=duplex_settings(config))
+def resolve_model(settings: Settings, kind: Kind) -> ModelRef:
+    return resolve(settings.model(kind), kind)
 
 
-def duplex_settings(config: Config) -> DuplexSettings:
-    duplex = config["duplex"]
-    return DuplexSettings(DuplexMode(duplex["mode"]), int(duplex["min_speech_ms"]),
-                          float(duplex["gate_dbfs"]))
-
-
-def resolve_model(config: Config, kind: Kind) -> ModelRef:
-    return resolve(str(config["models"][kind]), kind)
-
-
-def resolve_models(config: Config) -> dict[Kind, ModelRef]:
+def resolve_models(settings: Settings) -> dict[Kind, ModelRef]:
     """Fails fast, before any process starts, when a model is missing."""
-    return {kind: resolve_model(config, kind) for kind in KINDS}
+    return {kind: resolve_model(settings, kind) for kind in KINDS}
 
 
-def make_vad(ref: ModelRef, config: Config) -> VADEngine:
+def make_vad(ref: ModelRef, settings: Settings) -> VADEngine:
     """VAD runs next to the microphone, in this process: it is cheap and latency-critical."""
-    vad = default_registry().create(ref, engine_options("vad", config))
+    vad = default_registry().create(ref, settings.engine_options("vad"))
     assert isinstance(vad, VADEngine)
     vad.load()
     return vad
@@ -64,13 +51,12 @@ def print_errors(event: AgentEvent) -> None:
         print(f"parley: {event.message}{hint}", file=sys.stderr, flush=True)
 
 
-def endpointer_factory(config: Config) -> Endpointers:
+def endpointer_factory(settings: Settings) -> Endpointers:
     """Fresh endpointers (one per listening stretch or reply) sharing one loaded VAD."""
-    vad_cfg = config["vad"]
-    return Endpointers(make_vad(resolve_model(config, "vad"), config),
-                       pre_roll_ms=int(vad_cfg["pre_roll_ms"]),
-                       hangover_ms=int(vad_cfg["hangover_ms"]),
-                       min_speech_ms=int(vad_cfg["min_speech_ms"]))
+    vad = settings.vad
+    return Endpointers(make_vad(resolve_model(settings, "vad"), settings),
+                       pre_roll_ms=vad.pre_roll_ms, hangover_ms=vad.hangover_ms,
+                       min_speech_ms=vad.min_speech_ms)
 
 
 @dataclass
@@ -91,16 +77,16 @@ class Session:
         await self.engines.close()
 
 
-async def open_session(config: Config, output: AudioOutput) -> Session:
-    models = resolve_models(config)
+async def open_session(settings: Settings, output: AudioOutput) -> Session:
+    models = resolve_models(settings)
     engines = EngineClient()
     await engines.start()
     try:
         for kind in ("stt", "llm", "tts"):
-            await engines.load(models[kind], engine_options(kind, config))
+            await engines.load(models[kind], settings.engine_options(kind))
     except BaseException:
         await engines.close()
         raise
-    agent = Agent(engines, output, agent_settings(config))
+    agent = Agent(engines, output, agent_settings(settings))
     agent.subscribe(print_errors)
     return Session(agent, engines, models)

@@ -1,5 +1,4 @@
-"""Microphone → echo canceller → endpointer → Agent: hands-free or push-to-talk, with mute.
-No Qt.
+"""Microphone feed → endpointer → Agent: hands-free or push-to-talk. No Qt.
 
 While the agent listens, one endpointer cuts the user's turns. While it thinks or speaks,
 another one listens for the user talking over it (barge-in, see `audio.bargein`): its
@@ -7,7 +6,7 @@ first confirmed speech holds the reply, and its utterance goes to `Agent.barge_i
 interrupts or resumes. The agent's own voice is removed first by echo cancellation (mode
 "aec": the endpointer judges AEC3's output and cuts the linear canceller's beside it, for
 Whisper to read); in "half-duplex" mode what is heard while the agent is busy is dropped.
-Blocks arrive from the PortAudio thread and are handed to the loop.
+The blocks come from a `MicFeed` (capture, level, echo cancellation, mute).
 """
 
 from __future__ import annotations
@@ -21,16 +20,14 @@ from typing import Any, Literal
 import numpy as np
 
 from app.conversation.agent import Agent
-from app.conversation.events import ErrorOccurred, MicLevel, State, TurnMetrics
+from app.conversation.events import ErrorOccurred, State, TurnMetrics
+from app.conversation.mic import SAMPLE_RATE, MicFeed
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
-from audio.capture import Capture
 from audio.devices import DeviceInfo
-from audio.echo import Cancelled, EchoCanceller, FarEnd, make_echo_canceller
+from audio.echo import FarEnd
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
-from audio.level import LevelMeter
 from engines.protocols import Audio
 
-_SAMPLE_RATE = 16000
 _BLOCK_MS = 10
 """Short microphone blocks: each one ends sooner, so a barge-in pauses the reply sooner."""
 _LISTENING = (State.LISTENING, State.HEARING)
@@ -48,19 +45,23 @@ class ListenMode(StrEnum):
 
 
 class VoiceLoop:
-    def __init__(self, agent: Agent, make_endpointer: Endpointers) -> None:
+    def __init__(self, agent: Agent, make_endpointer: Endpointers,
+                 mode: ListenMode = ListenMode.HANDS_FREE) -> None:
         self.agent = agent
         self.make_endpointer = make_endpointer
-        self.mode = ListenMode.HANDS_FREE
-        self.muted = False
+        self.mode = mode
+        self.feed = MicFeed(agent.publish, self._far_end, on_no_canceller=self._no_canceller)
         self._held: list[Audio] | None = None
-        self._heard: asyncio.Queue[tuple[Audio, float]] = asyncio.Queue()
         self._finished: asyncio.Queue[asyncio.Task[TurnMetrics | None]] = asyncio.Queue()
         self._turns: set[asyncio.Task[TurnMetrics | None]] = set()
-        self._meter = LevelMeter()
-        self._echo: EchoCanceller | None = None
-        self._echo_far: FarEnd | None = None
-        self._echo_missing = False
+
+    @property
+    def muted(self) -> bool:
+        return self.feed.muted
+
+    @muted.setter
+    def muted(self, muted: bool) -> None:
+        self.feed.muted = muted
 
     # -- commands (from the GUI or the CLI) ------------------------------------------------
     def press_to_talk(self) -> None:
@@ -77,13 +78,8 @@ class VoiceLoop:
     # -- the loop --------------------------------------------------------------------------
     async def run(self, mic: DeviceInfo, max_turns: int | None = None) -> list[TurnMetrics]:
         """Answer utterances until `max_turns` (or forever); the microphone stays open."""
-        loop = asyncio.get_running_loop()
-
-        def on_audio(block: Audio) -> None:  # PortAudio thread
-            loop.call_soon_threadsafe(self._heard.put_nowait, (block, time.perf_counter()))
-
         turns: list[TurnMetrics] = []
-        with Capture(mic, on_audio, block_ms=_BLOCK_MS):
+        with self.feed.capture(mic, _BLOCK_MS):
             listener = asyncio.create_task(self._listen())
             finished: asyncio.Future[asyncio.Task[TurnMetrics | None]] | None = None
             try:
@@ -121,10 +117,8 @@ class VoiceLoop:
         position = 0
         holding = False
         while True:
-            block, arrived = await self._heard.get()
-            self._report_level(block, arrived)
+            (heard, linear), arrived = await self.feed.next()
             duplex = self.agent.settings.duplex
-            heard, linear = self._cancel_echo(block, arrived, duplex)
             if self._held is not None and not self.muted:
                 self._held.append(heard)
             wanted = self._stretch(duplex)
@@ -148,7 +142,7 @@ class VoiceLoop:
                         self.agent.user_started_speaking()
                 elif isinstance(event, Utterance):
                     # the last voiced sample was heard (stream end - its position) before
-                    ended_at = arrived - (position / _SAMPLE_RATE - event.end_s)
+                    ended_at = arrived - (position / SAMPLE_RATE - event.end_s)
                     if stretch in _REPLY_STRETCHES:
                         self._start(self.agent.barge_in(event.audio, ended_at, event.twin))
                         holding = False
@@ -166,13 +160,14 @@ class VoiceLoop:
             return None
         if duplex.mode == DuplexMode.VAD_THRESHOLD:
             return "reply, no canceller"
-        if self._echo_missing:  # it would hear itself (in the echo bench, every reply)
+        echo = self.feed.echo
+        if self.feed.echo_missing:  # it would hear itself (in the echo bench, every reply)
             return None
-        if self._echo is None:  # nothing plays live (a file, or silence): nothing echoes
+        if echo is None:  # nothing plays live (a file, or silence): nothing echoes
             return "reply"
         # While AEC3 (re)learns the echo path the agent's voice leaks through, and Whisper
         # turns a leak into words: better not to listen for a second or two (as LiveKit).
-        return None if self._echo.warming_up else "reply"
+        return None if echo.warming_up else "reply"
 
     def _endpointer(self, stretch: Stretch | None, duplex: DuplexSettings
                     ) -> Endpointer | None:
@@ -182,30 +177,15 @@ class VoiceLoop:
             return None
         return self.make_endpointer.during_reply(duplex, echo_cancelled=stretch == "reply")
 
-    def _cancel_echo(self, block: Audio, arrived: float, duplex: DuplexSettings
-                     ) -> Cancelled:
-        """The block with the speaker's echo removed (mode "aec"), else as it came. The
-        canceller runs while the agent listens too, so it stays converged between replies."""
-        if duplex.mode != DuplexMode.AEC:
-            self._echo, self._echo_far = None, None
-            return Cancelled(block, None)
-        far = self.agent.output.far_end
-        if far is not self._echo_far:  # first block, or a new speaker
-            self._echo_far = far
-            self._echo = None
-            if far is not None and not self._echo_missing:
-                self._echo = make_echo_canceller(far)
-                self._echo_missing = self._echo is None
-                if self._echo_missing:
-                    self.agent.publish(ErrorOccurred(
-                        "Echo cancellation is unavailable, so Parley does not listen while "
-                        "it speaks.", "Esc or Space stop a reply; install pywebrtc-audio "
-                        "(make setup) to talk over it."))
-        if self._echo is None:
-            return Cancelled(block, None)
-        return self._echo.process(block, arrived - len(block) / _SAMPLE_RATE)
+    def _far_end(self) -> FarEnd | None:
+        """What to cancel: the speaker's output in mode "aec". The canceller runs while the
+        agent listens too, so it stays converged between replies."""
+        if self.agent.settings.duplex.mode != DuplexMode.AEC:
+            return None
+        return self.agent.output.far_end
 
-    def _report_level(self, block: Audio, now: float) -> None:
-        db = self._meter.measure(block, now, self.muted)
-        if db is not None:
-            self.agent.publish(MicLevel(db))
+    def _no_canceller(self) -> None:
+        self.agent.publish(ErrorOccurred(
+            "Echo cancellation is unavailable, so Parley does not listen while "
+            "it speaks.", "Esc or Space stop a reply; install pywebrtc-audio "
+            "(make setup) to talk over it."))

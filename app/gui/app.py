@@ -6,11 +6,11 @@ import asyncio
 import sys
 from pathlib import Path
 
-from app.settings import Config
 from app.conversation.events import AgentEvent, TurnMetrics
+from app.settings import Settings
 
 
-def run_gui(config: Config, screenshot: Path | None = None,
+def run_gui(settings: Settings, screenshot: Path | None = None,
             max_turns: int | None = None, cloud: bool = False) -> int:
     """Open the window, load the models behind it, and run until the window closes
     (`cloud`: then switch the conversation to cloud mode, as the user can at any time).
@@ -31,11 +31,11 @@ def run_gui(config: Config, screenshot: Path | None = None,
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Parley")
-    apply_theme(app, str(config.get("ui", {}).get("theme", "system")))
+    apply_theme(app, settings.ui.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     storage = Storage(default_db_path())
-    controller = Controller(config, storage)
+    controller = Controller(settings, storage)
     window = MainWindow(controller)
     window.show()
     closed: asyncio.Future[None] = loop.create_future()

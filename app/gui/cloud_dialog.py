@@ -26,9 +26,17 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.cloud.apikey import ACCOUNT, ENV_VAR, SERVICE, MissingKeyError, forget_key, load_key, store_key
-from app.settings import Config
+from app.cloud.apikey import (
+    ACCOUNT,
+    ENV_VAR,
+    SERVICE,
+    MissingKeyError,
+    forget_key,
+    load_key,
+    store_key,
+)
 from app.control.controller import Controller
+from app.settings import Changes
 from engines.errors import ParleyError
 
 VOICES = ("marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer",
@@ -69,7 +77,7 @@ class CloudDialog(QDialog):
         self.controller = controller
         self.setWindowTitle("Cloud mode")
         self.pending: asyncio.Future[None] | None = None
-        cloud = controller.config["cloud"]
+        cloud = controller.settings.cloud
 
         self.status = QLabel(key_status())
         self.status.setWordWrap(True)
@@ -85,16 +93,16 @@ class CloudDialog(QDialog):
         key_row.addWidget(self.key, 1)
         key_row.addWidget(self.forget)
 
-        self.model = self._combo(MODELS, cloud["model"], editable=True)
-        self.voice = self._combo(VOICES, cloud["voice"], editable=True)
+        self.model = self._combo(MODELS, cloud.model, editable=True)
+        self.voice = self._combo(VOICES, cloud.voice, editable=True)
         self.voice.setToolTip("The voice is fixed once a cloud session has spoken; a change "
                               "starts a new session.")
         self.turn_detection = QComboBox()
         for value, words in TURN_DETECTION:
             self.turn_detection.addItem(words, value)
         self.turn_detection.setCurrentIndex(
-            max(0, self.turn_detection.findData(cloud["turn_detection"])))
-        self.transcription = self._combo(TRANSCRIPTION_MODELS, cloud["transcription_model"],
+            max(0, self.turn_detection.findData(cloud.turn_detection)))
+        self.transcription = self._combo(TRANSCRIPTION_MODELS, cloud.transcription_model,
                                          editable=True)
 
         form = QFormLayout()
@@ -125,14 +133,14 @@ class CloudDialog(QDialog):
         combo.setCurrentText(current)
         return combo
 
-    def changes(self) -> Config:
+    def changes(self) -> Changes:
         """The `[cloud]` keys that differ from the current settings."""
         shown = {"model": self.model.currentText().strip(),
                  "voice": self.voice.currentText().strip(),
                  "turn_detection": self.turn_detection.currentData(),
                  "transcription_model": self.transcription.currentText().strip()}
-        current = self.controller.config["cloud"]
-        changed = {k: v for k, v in shown.items() if v and v != current[k]}
+        current = self.controller.settings.cloud
+        changed = {k: v for k, v in shown.items() if v and v != getattr(current, k)}
         return {"cloud": changed} if changed else {}
 
     def save(self) -> asyncio.Future[None] | None:
@@ -156,7 +164,7 @@ class CloudDialog(QDialog):
         self.pending = asyncio.ensure_future(self._apply(changes))
         return self.pending
 
-    async def _apply(self, changes: Config) -> None:
+    async def _apply(self, changes: Changes) -> None:
         try:
             await self.controller.update_settings(changes)
         except ParleyError as err:

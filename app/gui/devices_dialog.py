@@ -337,8 +337,7 @@ class DevicesDialog(QDialog):
                 self.status.setText(_plain(err))
                 return
             self._capture = capture
-        voice = self.controller.voice
-        muted = self._capture is None and voice is not None and voice.muted
+        muted = self._capture is None and self.controller.muted
         self.status.setText("Parley's microphone is muted: unmute it to test it." if muted
                             else "Speak now…")
         self.mic_test.setText("S&top the test")

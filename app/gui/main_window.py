@@ -43,6 +43,7 @@ from app.conversation.events import (
     TurnMetrics,
     UserSaid,
 )
+from app.conversation.voice import ListenMode
 from app.gui.cloud_dialog import CloudDialog, has_key
 from app.gui.conversation_view import ConversationView
 from app.gui.conversations_panel import ConversationsPanel
@@ -51,7 +52,6 @@ from app.gui.metrics_panel import MetricsPanel
 from app.gui.models_dialog import ModelsDialog
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.theme import apply_theme
-from app.conversation.voice import ListenMode
 from engines.errors import ParleyError
 
 _STATE_WORDS = {
@@ -147,8 +147,8 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.models_label)
         self._build_menus()
         self._show_models()
-        if controller.session is not None:
-            self.on_event(StateChanged(controller.agent.state))
+        if controller.started:
+            self.on_event(StateChanged(controller.state))
             self._show_conversation(controller.conversation_id)
         controller.subscribe(self.on_event)
 
@@ -191,7 +191,7 @@ class MainWindow(QMainWindow):
         action(tools, "&Settings…", self.show_settings, "Ctrl+,")
         tools.addSeparator()
         self.cloud_action = action(tools, "Cloud &mode", lambda _=False: self.run_async(
-            self.switch_mode(self.controller.cloud is None)), "Ctrl+K")
+            self.switch_mode(self.controller.cloud_settings is None)), "Ctrl+K")
         self.cloud_action.setCheckable(True)
         action(tools, "C&loud…", lambda _=False: self.show_cloud_dialog())
         view = self.menuBar().addMenu("&View")
@@ -245,8 +245,8 @@ class MainWindow(QMainWindow):
                 assert self.models_dialog is not None
                 missing = self.controller.missing_models()
                 if missing:
-                    self.models_dialog.select(missing[0], str(
-                        self.controller.config["models"][missing[0]]))
+                    self.models_dialog.select(missing[0],
+                                              self.controller.settings.model(missing[0]))
                 if not await self._retry:
                     return False
 
@@ -370,7 +370,7 @@ class MainWindow(QMainWindow):
 
     def _show_mode(self) -> None:
         """The mode controls and the models label as the controller has them."""
-        cloud = self.controller.cloud is not None
+        cloud = self.controller.cloud_settings is not None
         self.where.blockSignals(True)
         self.where.setCurrentIndex(1 if cloud else 0)
         self.where.blockSignals(False)
@@ -382,13 +382,13 @@ class MainWindow(QMainWindow):
 
     def _show_models(self) -> None:
         """The active models, from the controller (so a window opened later shows them too)."""
-        if self.controller.cloud is not None:
-            settings = self.controller.cloud.settings
-            self.models_label.setText(f"Cloud: {settings.model} · voice {settings.voice}")
-        elif self.controller.session is not None:
+        cloud = self.controller.cloud_settings
+        if cloud is not None:
+            self.models_label.setText(f"Cloud: {cloud.model} · voice {cloud.voice}")
+        elif self.controller.started:
             self.models_label.setText("  ·  ".join(
                 f"{kind.upper()}: {ref.name}"
-                for kind, ref in sorted(self.controller.session.models.items())))
+                for kind, ref in sorted(self.controller.active_models().items())))
 
     def _on_deleted(self, conversation_id: int) -> None:
         """The open conversation was deleted: continue in a fresh one."""
@@ -397,7 +397,7 @@ class MainWindow(QMainWindow):
 
     def _show_conversation(self, conversation_id: int) -> None:
         self.conversation.clear()
-        for turn in self.controller.storage.turns(conversation_id):
+        for turn in self.controller.turns(conversation_id):
             if turn.role in ("user", "assistant"):
                 self.conversation.add(turn.role, turn.text, turn.created_at)
 

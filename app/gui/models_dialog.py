@@ -32,8 +32,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.control.controller import Controller, ModelRow
-from app.conversation.events import AgentEvent, ErrorOccurred, ModelChanged, ModelFailed, ModelLoading
+from app.control.controller import Controller
+from app.control.models import ModelRow
+from app.conversation.events import (
+    AgentEvent,
+    ErrorOccurred,
+    ModelChanged,
+    ModelFailed,
+    ModelLoading,
+)
 from engines.model_ref import KINDS, Kind
 
 TITLES: dict[Kind, str] = {"stt": "Speech to text", "llm": "Language model", "tts": "Voice",

@@ -8,7 +8,6 @@ language, the context size) reloads an engine, and an untouched page must not co
 from __future__ import annotations
 
 import asyncio
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.settings import RESOURCES, Config
 from app.control.controller import Controller
 from app.gui.theme import THEMES, apply_theme
+from app.settings import Changes, defaults
 from engines.errors import ParleyError
 
 _WHISPER_LANGUAGES = (
@@ -83,11 +82,6 @@ def language_name(code: str) -> str:
     return f"{QLocale.languageToString(locale.language())} ({code})"
 
 
-def _defaults() -> Config:
-    with (RESOURCES / "parley.toml").open("rb") as f:
-        return tomllib.load(f)
-
-
 def _select_data(combo: QComboBox, value: Any) -> None:
     """Select the item holding `value`; a value the list lacks (typed into the settings file)
     is added rather than silently replaced."""
@@ -117,7 +111,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._appearance_page(), "App&earance")
         self._fields = [field for page in self._pages for field in page]
         for field in self._fields:
-            field.show(controller.config[field.section][field.key])
+            field.show(controller.settings.value(field.section, field.key))
         self._shown = self._values()
 
         self.message = QLabel()
@@ -314,9 +308,9 @@ class SettingsDialog(QDialog):
     def _values(self) -> list[Any]:
         return [field.read() for field in self._fields]
 
-    def changes(self) -> Config:
+    def changes(self) -> Changes:
         """The keys whose widgets differ from what was last shown or applied."""
-        result: Config = {}
+        result: Changes = {}
         for field, before in zip(self._fields, self._shown, strict=True):
             now = field.read()
             if now != before:
@@ -324,9 +318,9 @@ class SettingsDialog(QDialog):
         return result
 
     def restore_defaults(self) -> None:
-        defaults = _defaults()
+        default = defaults()
         for field in self._pages[self.tabs.currentIndex()]:
-            field.show(defaults[field.section][field.key])
+            field.show(default[field.section][field.key])
 
     def apply(self) -> asyncio.Future[bool] | None:
         """Send the changes; the future says whether they were applied (None: nothing had
@@ -346,7 +340,7 @@ class SettingsDialog(QDialog):
         self.pending = asyncio.ensure_future(self._apply(changes))
         return self.pending
 
-    async def _apply(self, changes: Config) -> bool:
+    async def _apply(self, changes: Changes) -> bool:
         try:
             await self.controller.update_settings(changes)
         except ParleyError as err:

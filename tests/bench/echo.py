@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from app.settings import load_config
-from app.conversation.session import duplex_settings, endpointer_factory, engine_options, resolve_models
-from audio.bargein import DuplexMode, DuplexSettings, Endpointers, from_the_user
+from app.conversation.interruption import from_the_user
+from app.conversation.session import endpointer_factory, resolve_models
+from app.settings import load_settings
+from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.echo import Cancelled, FarEnd, make_echo_canceller
 from audio.endpointing import Endpointer, SpeechStarted, Utterance
 from audio.playback import BLOCK_MS
@@ -366,12 +367,12 @@ def main() -> None:
                              "(default: the configured [duplex] min_speech_ms)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"))
     args = parser.parse_args()
-    config = load_config()
+    config = load_settings()
     models = resolve_models(config)
     registry = default_registry()
-    stt = registry.create(models["stt"], engine_options("stt", config))
+    stt = registry.create(models["stt"], config.engine_options("stt"))
     # without Piper's random variation, so that every run hears the same replies
-    tts = registry.create(models["tts"], {**engine_options("tts", config),
+    tts = registry.create(models["tts"], {**config.engine_options("tts"),
                                           "noise_scale": 0.0, "noise_w_scale": 0.0})
     assert isinstance(stt, STTEngine) and isinstance(tts, TTSEngine)
     stt.load()
@@ -379,7 +380,7 @@ def main() -> None:
     alone, over = build_trials(tts, args.replies)
     tts.close()
     endpointers = endpointer_factory(config)
-    duplex = duplex_settings(config)
+    duplex = config.duplex
     min_speech = [int(v) for v in args.min_speech_ms.split(",") if v] or [duplex.min_speech_ms]
     runs = [(DuplexMode.AEC, ms) for ms in min_speech] + [
         (mode, min_speech[0]) for mode in DuplexMode if mode != DuplexMode.AEC]

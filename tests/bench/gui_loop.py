@@ -42,16 +42,16 @@ def measure() -> None:
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.settings import load_config
     from app.control.controller import Controller
     from app.gui.main_window import MainWindow
+    from app.settings import load_settings
     from app.storage import Storage, default_db_path
 
     app = QApplication(sys.argv)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     storage = Storage(default_db_path())
-    controller = Controller(load_config(), storage)
+    controller = Controller(load_settings(), storage)
     window = MainWindow(controller)
     window.show()
 
@@ -78,7 +78,7 @@ def measure() -> None:
         for text in ("Hello there!", "Why is the sky blue?", "Tell me a short joke."):
             await controller.send_text(text)
         phase[0] = "switch LLM"
-        await controller.switch_model("llm", str(controller.config["models"]["llm"]))
+        await controller.switch_model("llm", controller.settings.model("llm"))
         phase[0] = "reload voice"
         await controller.update_settings({"tts": {"length_scale": 1.1}})
         phase[0] = "turn after switches"

@@ -26,13 +26,8 @@ from app.conversation.metrics import (
     TTS_FIRST_AUDIO,
 )
 from app.conversation.sentences import SentenceSplitter
-from app.conversation.session import (
-    agent_settings,
-    endpointer_factory,
-    engine_options,
-    resolve_models,
-)
-from app.settings import load_config
+from app.conversation.session import agent_settings, endpointer_factory, resolve_models
+from app.settings import Settings, load_settings
 from audio.endpointing import Utterance
 from audio.wav import read_wav
 from engines.builtin import default_registry
@@ -57,12 +52,12 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
+def floors(config: Settings, wav: Path, turns: list[dict[str, Any]]
            ) -> dict[str, list[float]]:
     """Each engine alone, in this process, on exactly what the pipeline was given."""
     models = resolve_models(config)
     registry = default_registry()
-    engines = {k: registry.create(models[k], engine_options(k, config))
+    engines = {k: registry.create(models[k], config.engine_options(k))
                for k in ("stt", "llm", "tts")}
     for engine in engines.values():
         engine.load()
@@ -72,9 +67,9 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
     endpointer = endpointer_factory(config)()
     utterances = [e for e in endpointer.push(read_wav(wav)) + endpointer.flush()
                   if isinstance(e, Utterance)]
-    llm_cfg = config["llm"]
+    llm_cfg = config.llm
     agent = agent_settings(config)
-    history = [ChatMessage("system", llm_cfg["system_prompt"])]
+    history = [ChatMessage("system", llm_cfg.system_prompt)]
     out: dict[str, list[float]] = {key: [] for key in FLOORED}
     for utterance, turn in zip(utterances, turns, strict=True):
         started = time.perf_counter()
@@ -82,8 +77,8 @@ def floors(config: dict[str, Any], wav: Path, turns: list[dict[str, Any]]
         out[STT].append((time.perf_counter() - started) * 1000)
         history.append(ChatMessage("user", turn["user_text"]))
         started = time.perf_counter()
-        stream = llm.stream(history, max_tokens=int(llm_cfg["max_tokens"]),
-                            temperature=float(llm_cfg["temperature"]))
+        stream = llm.stream(history, max_tokens=llm_cfg.max_tokens,
+                            temperature=llm_cfg.temperature)
         next(stream)
         out[LLM_FIRST_TOKEN].append((time.perf_counter() - started) * 1000)
         for _ in stream:  # finish, so the KV cache matches what the pipeline left behind
@@ -112,7 +107,7 @@ def main() -> None:
         key, value = item.split("=", 1)
         section, name = key.split(".", 1)
         overrides.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
-    config = load_config(overrides)
+    config = load_settings(overrides)
     pipeline: dict[str, list[float]] = {s: [] for s in STAGES}
     floor: dict[str, list[float]] = {key: [] for key in FLOORED}
     ratios: list[float] = []

@@ -16,15 +16,15 @@ import soundfile as sf
 from openai import AsyncOpenAI
 
 from app.cloud.agent import CloudAgent
-from app.cloud.settings import cloud_settings
-from app.settings import load_config
 from app.conversation.events import AgentEvent, Interrupted, State
+from app.settings import load_settings
 from audio.capture import Capture
 from audio.devices import pick_device
 from audio.playback import Playback
 from engines.protocols import Audio
 from tests.realtime_server import RealtimeServer, Reply, Scenario
 from tests.speech import conversation_wav
+from tests.waiting import until
 
 _STORY = ("The sea covers most of our planet. It is deep and cold and dark, and it is home "
           "to whales, to tiny glowing plankton, and to fish that nobody has ever named.")
@@ -58,7 +58,7 @@ def test_talking_over_the_reply_stops_it_where_the_user_heard_it(
         loop = asyncio.get_running_loop()
         with Playback(pick_device(None, "output")) as playback:
             agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"),
-                               cloud_settings(load_config()), playback)
+                               load_settings().cloud, playback)
             agent.subscribe(events.append)
             session = asyncio.create_task(agent.run())
             await asyncio.wait_for(agent.link.connected.wait(), 10)
@@ -69,14 +69,15 @@ def test_talking_over_the_reply_stops_it_where_the_user_heard_it(
             try:
                 with Capture(pick_device(None, "input"), on_audio):
                     await asyncio.to_thread(pulse.play_into_mic, question)
-                    while agent.state != State.SPEAKING:
-                        await asyncio.sleep(0.02)
-                    await asyncio.sleep(2.0)  # a few words of the reply
+                    await until(lambda: agent.state == State.SPEAKING, 60, "the reply")
+                    start = playback.played_samples  # the user hears a few words of it
+                    await until(lambda: playback.played_samples - start >= 2 * playback.rate,
+                                30, "two seconds of the reply to be played")
                     speaking = threading.Thread(target=pulse.play_into_mic,
                                                 args=(interruption,))
                     speaking.start()
-                    while len(agent.turns) < 2:  # the answer to the interruption
-                        await asyncio.sleep(0.05)
+                    await until(lambda: len(agent.turns) >= 2, 60,
+                                "the answer to the interruption")
                     await asyncio.to_thread(speaking.join)
             finally:
                 session.cancel()

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.settings import load_config
 from app.conversation.events import (
     AgentEvent,
     AssistantDone,
     Interrupted,
     InterruptionIgnored,
+    MicLevel,
     State,
     StateChanged,
     TurnMetrics,
@@ -28,8 +28,10 @@ from app.conversation.events import (
 from app.conversation.outputs import SpeakerOutput
 from app.conversation.session import endpointer_factory, open_session
 from app.conversation.voice import VoiceLoop
+from app.settings import load_settings
 from audio.devices import pick_device
 from audio.playback import Playback
+from tests import waiting
 from tests.speech import conversation_wav
 
 LONG_QUESTION = "Tell me a story about a dragon."
@@ -72,7 +74,7 @@ def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_ta
     events: list[AgentEvent] = []
 
     async def conversation() -> None:
-        config = load_config()
+        config = load_settings()
         mic, speaker = pick_device(None, "input"), pick_device(None, "output")
         with Playback(speaker) as playback:
             session = await open_session(config, SpeakerOutput(playback))
@@ -80,7 +82,7 @@ def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_ta
             voice = VoiceLoop(session.agent, endpointer_factory(config))
             listening = asyncio.create_task(voice.run(mic))
             try:
-                await asyncio.sleep(1.0)
+                await until(events, lambda e: isinstance(e, MicLevel), 10)  # the mic is open
                 # 1. A whole answer, heard back through the room, does not interrupt itself.
                 await asyncio.to_thread(pulse.play_into_mic, question)
                 first = await until(events, lambda e: isinstance(e, TurnMetrics), 180)
@@ -94,7 +96,9 @@ def test_parley_finishes_its_answer_over_its_own_echo_and_stops_when_the_user_ta
                 seen = len(events)
                 await asyncio.to_thread(pulse.play_into_mic, question)
                 await until(events, lambda e: e == StateChanged(State.SPEAKING), 180, seen)
-                await asyncio.sleep(1.0)
+                start = playback.played_seconds  # the user hears a second of it, then talks
+                await waiting.until(lambda: playback.played_seconds - start >= 1.0, 30,
+                                    "a second of the answer to be played")
                 await asyncio.to_thread(pulse.play_into_mic, interruption)
                 cut = await until(events, lambda e: isinstance(e, Interrupted), 60)
                 assert isinstance(cut, Interrupted)

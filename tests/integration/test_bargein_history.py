@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from app.conversation.agent import Agent
-from app.settings import load_config
 from app.conversation.events import AgentEvent, AssistantDelta, Interrupted, State, UserSaid
 from app.conversation.session import open_session
+from app.settings import load_settings
 from audio.echo import FarEnd
 from engines.protocols import Audio
 from tests.speech import espeak
@@ -95,7 +95,7 @@ def test_the_history_keeps_only_the_words_played_before_the_interruption(
             cut_at.append(speaker.played_seconds())
 
     async def conversation() -> tuple[Agent, float]:
-        session = await open_session(load_config(), speaker)
+        session = await open_session(load_settings(), speaker)
         agent = session.agent
         agent.subscribe(record)
         try:

@@ -18,8 +18,7 @@ from openai import AsyncOpenAI
 
 from app.cloud.agent import CloudAgent
 from app.cloud.link import CloudError
-from app.cloud.settings import CloudSettings, cloud_settings
-from app.settings import load_config
+from app.cloud.settings import CloudSettings
 from app.conversation.events import (
     AgentEvent,
     AssistantDone,
@@ -29,10 +28,12 @@ from app.conversation.events import (
     State,
     TurnMetrics,
 )
+from app.settings import load_settings
 from audio.devices import pick_device
 from audio.playback import Playback
 from tests.realtime_server import RealtimeServer, Reply, Scenario
 from tests.speech import espeak
+from tests.waiting import until
 
 _STORY = ("Once upon a time a lighthouse keeper lived alone on a small rocky island, and every "
           "night she climbed the long stairs to light the lamp for the ships at sea.")
@@ -51,7 +52,7 @@ async def talking(settings: CloudSettings | None = None
     events: list[AgentEvent] = []
     with Playback(pick_device(None, "output")) as playback:
         agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"),
-                           settings or cloud_settings(load_config()), playback)
+                           settings or load_settings().cloud, playback)
         agent.subscribe(events.append)
         session = asyncio.create_task(agent.run())
         await asyncio.wait_for(agent.link.connected.wait(), 10)
@@ -66,6 +67,16 @@ async def talking(settings: CloudSettings | None = None
 
 def _sent(server: RealtimeServer, kind: str, connection: int = 0) -> list[dict[str, Any]]:
     return [e for e in server.connections[connection].sent if e["type"] == kind]
+
+
+async def heard_for(agent: CloudAgent, seconds: float) -> None:
+    """Once the reply sounds, let the user hear `seconds` of it, on the speaker's own count."""
+    await until(lambda: agent.state == State.SPEAKING, 30, "the reply to start sounding")
+    speaker = agent.speaker
+    start = speaker.played_samples
+    await until(lambda: speaker.played_samples - start >= seconds * speaker.rate, 30,
+                lambda: f"{seconds} s of the reply to be played (the speaker played "
+                        f"{(speaker.played_samples - start) / speaker.rate:.2f} s)")
 
 
 def test_asking_the_time_runs_the_tool_and_speaks_its_answer(serve: Any) -> None:
@@ -129,6 +140,9 @@ def test_the_services_rate_limits_are_published(serve: Any) -> None:
     async def story() -> list[AgentEvent]:
         async with talking() as (agent, events):
             await asyncio.wait_for(agent.say("How are you?"), 30)
+            # the turn ends once its reply is played; the limits follow the response
+            await until(lambda: any(isinstance(e, RateLimitsUpdated) for e in events), 10,
+                        "the rate limits sent after the response")
             return events
 
     events = asyncio.run(story())
@@ -180,13 +194,13 @@ def test_the_stop_button_cancels_the_reply_and_keeps_what_was_heard(serve: Any) 
     async def story() -> tuple[TurnMetrics | None, list[AgentEvent], CloudAgent]:
         async with talking() as (agent, events):
             asking = asyncio.ensure_future(agent.say("Tell me a story."))
-            while agent.state != State.SPEAKING:
-                await asyncio.sleep(0.02)
-            await asyncio.sleep(1.5)
+            await heard_for(agent, 1.5)
             agent.interrupt()
             result = await asyncio.wait_for(asking, 5)
-            server.wait_for(lambda: _sent(server, "response.done"), 10)
-            await asyncio.sleep(0.3)
+            # the server answers the cancel (response.done), then the truncate
+            await until(lambda: _sent(server, "conversation.item.truncated"), 10,
+                        lambda: "the server to confirm the truncation; it sent "
+                                f"{[e['type'] for e in server.connections[0].sent][-5:]}")
             return result, events, agent
 
     result, events, agent = asyncio.run(story())
@@ -220,8 +234,7 @@ def test_a_timer_set_by_voice_is_announced_when_it_runs_out(serve: Any) -> None:
     async def story() -> list[TurnMetrics]:
         async with talking() as (agent, _):
             await asyncio.wait_for(agent.say("Set a tea timer for one second."), 30)
-            while len(agent.turns) < 2:
-                await asyncio.sleep(0.05)
+            await until(lambda: len(agent.turns) >= 2, 30, "the timer to be announced")
             return agent.turns
 
     set_turn, rang = asyncio.run(asyncio.wait_for(story(), 60))
@@ -239,7 +252,7 @@ def test_a_timer_set_by_voice_is_announced_when_it_runs_out(serve: Any) -> None:
 def test_push_to_talk_sends_what_was_said_while_held(serve: Any) -> None:
     server = serve(Scenario(heard=["What is the weather like?"],
                             replies=[Reply("I cannot see outside, sorry.")]))
-    settings = dataclasses.replace(cloud_settings(load_config()), turn_detection="push_to_talk")
+    settings = dataclasses.replace(load_settings().cloud, turn_detection="push_to_talk")
     words = espeak("What is the weather like?")
 
     async def story() -> list[TurnMetrics]:
@@ -248,8 +261,7 @@ def test_push_to_talk_sends_what_was_said_while_held(serve: Any) -> None:
             for start in range(0, words.size, 480):
                 agent.hear(words[start:start + 480], time.perf_counter())
             agent.release_to_talk()
-            while len(agent.turns) < 1:
-                await asyncio.sleep(0.05)
+            await until(lambda: agent.turns, 30, "the answer to the held question")
             return agent.turns
 
     turns = asyncio.run(asyncio.wait_for(story(), 60))
@@ -272,7 +284,7 @@ def test_a_refused_key_stops_at_once_with_what_to_do(serve: Any) -> None:
 
     async def story() -> None:
         agent = CloudAgent(AsyncOpenAI(api_key="sk-a-wrong-one"),
-                           cloud_settings(load_config()), Playback(pick_device(None, "output")))
+                           load_settings().cloud, Playback(pick_device(None, "output")))
         await asyncio.wait_for(agent.run(), 10)
 
     with pytest.raises(CloudError, match="refused the API key") as refused:
@@ -284,7 +296,7 @@ def test_a_refused_key_stops_at_once_with_what_to_do(serve: Any) -> None:
 def test_when_the_service_stays_away_it_gives_up_and_says_so(serve: Any) -> None:
     server = serve(Scenario())
     server.stop()  # nothing listens there any more
-    settings = dataclasses.replace(cloud_settings(load_config()), reconnect_attempts=2)
+    settings = dataclasses.replace(load_settings().cloud, reconnect_attempts=2)
     events: list[AgentEvent] = []
 
     async def story() -> None:
@@ -306,7 +318,7 @@ def test_typing_while_disconnected_says_it_was_not_sent(serve: Any) -> None:
     events: list[AgentEvent] = []
 
     async def story() -> TurnMetrics | None:
-        agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"), cloud_settings(load_config()),
+        agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"), load_settings().cloud,
                            Playback(pick_device(None, "output")))
         agent.subscribe(events.append)
         return await asyncio.wait_for(agent.say("Anyone there?"), 5)  # run() never started

@@ -5,7 +5,6 @@ local mode in words."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,26 +15,59 @@ from keyring.backends import fail
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
-from app.settings import user_config_path
+from app.cloud.link import Link
 from app.gui.main_window import MainWindow
+from app.settings import user_config_path
 from engines.protocols import ChatMessage
 from tests.realtime_server import TEST_KEY, Reply, Scenario
 from tests.speech import conversation_wav
+from tests.waiting import Describe, run_until
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 _DOGS = "Dogs are loyal friends who love long walks."
 _MOON = "The moon is about three hundred and eighty thousand kilometres away."
 
 
-def wait(controller: Any, condition: Any, timeout_s: float = 60) -> None:
+def wait(controller: Any, condition: Callable[[], Any], timeout_s: float, what: Describe
+         ) -> None:
     """Run the real loop (Qt and asyncio in one) until `condition()` holds."""
+    run_until(controller.loop, condition, timeout_s, what)
 
-    async def until() -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                await asyncio.sleep(0.05)
 
-    controller.loop.run_until_complete(until())
+def connected(controller: Any) -> None:
+    wait(controller, lambda: controller.cloud is not None
+         and controller.cloud.link.connected.is_set(), 20, "the cloud session to connect")
+
+
+def heard_for(controller: Any, seconds: float) -> None:
+    """Let the user hear `seconds` of the reply now sounding, on the speaker's own count."""
+    speaker = controller.cloud.speaker
+    start = speaker.played_samples
+    wait(controller, lambda: speaker.played_samples - start >= seconds * speaker.rate, 30,
+         lambda: f"{seconds} s of the reply to be played (the speaker played "
+                 f"{(speaker.played_samples - start) / speaker.rate:.2f} s)")
+
+
+class Uplink:
+    """How many microphone blocks the cloud agent handed its link for the server."""
+
+    appends = 0
+
+
+@pytest.fixture
+def uplink(monkeypatch: pytest.MonkeyPatch) -> Uplink:
+    """A spy on `Link.send` from before the session opens, so that a test can wait until
+    the server has every block the microphone sent (they travel in order, but not at once)."""
+    spy, send = Uplink(), Link.send
+
+    def counting(link: Link, event: dict[str, Any]) -> bool:
+        sent = send(link, event)
+        if sent and event["type"] == "input_audio_buffer.append":
+            spy.appends += 1
+        return sent
+
+    monkeypatch.setattr(Link, "send", counting)
+    return spy
 
 
 def on_loop(controller: Any, act: Callable[[], None]) -> None:
@@ -68,7 +100,8 @@ def window_for(controller: Any, qtbot: Any) -> MainWindow:
     qtbot.addWidget(window)
     window.show()
     window.activateWindow()  # the menu shortcuts (Ctrl+K) go to the active window
-    wait(controller, lambda: QApplication.activeWindow() is window, 5)
+    wait(controller, lambda: QApplication.activeWindow() is window, 5,
+         "the window to become the active one")
     return window
 
 
@@ -78,11 +111,15 @@ def ask(controller: Any, qtbot: Any, window: MainWindow, text: str, bubbles: int
     qtbot.keyClicks(window.input, text)
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
     wait(controller, lambda: len(window.conversation.bubbles) == bubbles
-         and window.state_badge.text() == "Listening", timeout_s)
+         and window.state_badge.text() == "Listening", timeout_s,
+         lambda: f"the answer to {text!r} ({bubbles} bubbles, Listening); the window shows "
+                 f"{[b.text for b in window.conversation.bubbles]}, "
+                 f"{window.state_badge.text()}")
 
 
 def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
-        controller: Any, qtbot: Any, pulse: Any, serve: Any, tmp_path: Path) -> None:
+        controller: Any, qtbot: Any, pulse: Any, serve: Any, uplink: Uplink,
+        tmp_path: Path) -> None:
     server = serve(Scenario(heard=["How far away is the moon?"],
                             replies=[Reply(_DOGS), Reply(_MOON)]))
     window = window_for(controller, qtbot)
@@ -90,14 +127,18 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     local_reply = window.conversation.bubbles[1].text
 
     window.where.setCurrentIndex(1)  # Local → Cloud in the top bar
-    wait(controller, lambda: controller.cloud is not None
-         and controller.cloud.link.connected.is_set(), 20)
+    connected(controller)
     assert window.models_label.text() == "Cloud: gpt-realtime · voice marin"
     assert window.cloud_action.isChecked()
-    # the cloud session starts with the local conversation so far
-    restored = [e["item"]["content"][0]["text"] for e in
-                server.connections[0].of_type("conversation.item.create")]
-    assert restored == ["What is a cat?", local_reply]
+
+    # the cloud session starts with the local conversation so far (sent once connected)
+    def restored() -> list[str]:
+        return [e["item"]["content"][0]["text"] for e in server.connections[0].of_type(
+            "conversation.item.create")] if server.connections else []
+
+    wait(controller, lambda: len(restored()) >= 2, 10,
+         lambda: f"the conversation so far to reach the server; it has {restored()}")
+    assert restored() == ["What is a cat?", local_reply]
 
     ask(controller, qtbot, window, "And what about dogs?", 4, 30)
     assert [b.text for b in window.conversation.bubbles[2:]] == ["And what about dogs?",
@@ -108,19 +149,30 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     def appended() -> int:
         return len(connection.of_type("input_audio_buffer.append"))
 
+    def all_arrived(when: str) -> None:
+        wait(controller, lambda: appended() == uplink.appends, 10,
+             lambda: f"the microphone blocks sent {when} to reach the server (sent "
+                     f"{uplink.appends}, arrived {appended()})")
+
     # muted, nothing of the microphone goes to the cloud
     qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
-    controller.loop.run_until_complete(asyncio.sleep(0.5))
-    before = appended()
-    pulse.play_into_mic(question)
-    controller.loop.run_until_complete(asyncio.sleep(1.0))
+    all_arrived("before muting")
+    before, sent_before = appended(), uplink.appends
+    player = pulse.play_into_mic(question, wait=False)
+    wait(controller, lambda: player.poll() is not None, 30,
+         "the question to be played into the microphone")
+    assert player.returncode == 0
+    all_arrived("while muted")
+    assert uplink.appends == sent_before
     assert appended() == before and len(window.conversation.bubbles) == 4
     qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
-    wait(controller, lambda: appended() > before, 5)
+    wait(controller, lambda: appended() > before, 5, "the microphone to stream again")
     # unmuted, the question is heard by the server and answered aloud
     pulse.play_into_mic(question)
     wait(controller, lambda: len(window.conversation.bubbles) == 6
-         and window.state_badge.text() == "Listening", 30)
+         and window.state_badge.text() == "Listening", 30,
+         lambda: "the spoken question and its answer; the window shows "
+                 f"{[b.text for b in window.conversation.bubbles]}")
     assert [b.text for b in window.conversation.bubbles[4:]] == ["How far away is the moon?",
                                                                  _MOON]
     assert window.metrics.limits_label.isVisible()
@@ -131,7 +183,8 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     assert window.grab().save(str(DOCS / "cloud-mode.png"))
 
     qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
-    wait(controller, lambda: window.where.currentText() == "Local", 10)
+    wait(controller, lambda: window.where.currentText() == "Local", 10,
+         "the window to be back in local mode")
     assert controller.cloud is None and not window.cloud_action.isChecked()
     assert "LLM: smollm2-135m-instruct" in window.models_label.text()
     ask(controller, qtbot, window, "What did I ask you about?", 8)
@@ -153,7 +206,7 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     window = window_for(controller, qtbot)
     qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
     wait(controller, lambda: window.cloud_dialog is not None
-         and window.cloud_dialog.isVisible(), 10)
+         and window.cloud_dialog.isVisible(), 10, "the cloud dialog to open")
     dialog = window.cloud_dialog
     assert dialog is not None
     assert "OPENAI_API_KEY" in window.statusBar().currentMessage()
@@ -176,15 +229,15 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
     # with the key in the environment instead, saving keeps the settings and switches
     monkeypatch.setenv("OPENAI_API_KEY", TEST_KEY)
     dialog.buttons.button(dialog.buttons.StandardButton.Save).click()
-    wait(controller, lambda: controller.cloud is not None
-         and controller.cloud.link.connected.is_set(), 20)
+    connected(controller)
     assert window.models_label.text() == "Cloud: gpt-realtime · voice cedar"
     settings = user_config_path().read_text()
     assert 'voice = "cedar"' in settings and 'turn_detection = "semantic_vad"' in settings
     assert TEST_KEY not in settings
     # connected is set before the session settings reach the server
     wait(controller, lambda: server.connections
-         and server.connections[0].of_type("session.update"), 10)
+         and server.connections[0].of_type("session.update"), 10,
+         "the session settings to reach the server")
     session = server.connections[0].of_type("session.update")[0]["session"]
     assert session["audio"]["input"]["turn_detection"]["type"] == "semantic_vad"
     ask(controller, qtbot, window, "Hello?", 4, 30)
@@ -196,8 +249,11 @@ def test_a_refused_key_brings_the_conversation_back_to_local_mode_in_words(
     serve(Scenario(api_key="sk-the-right-one"))
     window = window_for(controller, qtbot)
     window.where.setCurrentIndex(1)
-    wait(controller, lambda: "refused the API key" in window.statusBar().currentMessage(), 20)
-    wait(controller, lambda: window.where.currentText() == "Local", 10)
+    wait(controller, lambda: "refused the API key" in window.statusBar().currentMessage(), 20,
+         lambda: "the refusal in the status bar; it says "
+                 f"{window.statusBar().currentMessage()!r}")
+    wait(controller, lambda: window.where.currentText() == "Local", 10,
+         "the window to be back in local mode")
     assert "Back in local mode" in window.statusBar().currentMessage()
     assert controller.cloud is None
     assert "LLM: smollm2-135m-instruct" in window.models_label.text()
@@ -208,13 +264,14 @@ def test_a_connection_lost_for_good_brings_the_conversation_back_to_local_mode(
         controller: Any, qtbot: Any, serve: Any) -> None:
     server = serve(Scenario(replies=[Reply("Still here.")]))
     window = window_for(controller, qtbot)
-    controller.config["cloud"]["reconnect_attempts"] = 1
+    controller.settings = controller.settings.updated({"cloud": {"reconnect_attempts": 1}})
     window.where.setCurrentIndex(1)
-    wait(controller, lambda: controller.cloud is not None
-         and controller.cloud.link.connected.is_set(), 20)
+    connected(controller)
     ask(controller, qtbot, window, "Are you there?", 2, 30)
     server.stop()  # the service goes away and does not come back
-    wait(controller, lambda: window.where.currentText() == "Local", 30)
+    wait(controller, lambda: window.where.currentText() == "Local", 30,
+         lambda: "the window to give up on the cloud; the status bar says "
+                 f"{window.statusBar().currentMessage()!r}")
     assert "gave up after 1 attempts" in window.statusBar().currentMessage()
     assert controller.cloud is None
     ask(controller, qtbot, window, "What is a cat?", 4)
@@ -231,25 +288,29 @@ def test_in_cloud_push_to_talk_only_the_held_speech_goes_up_and_esc_stops_the_re
         controller.update_settings({"cloud": {"turn_detection": "push_to_talk"}}))
     window = window_for(controller, qtbot)
     window.where.setCurrentIndex(1)
-    wait(controller, lambda: controller.cloud is not None
-         and controller.cloud.link.connected.is_set(), 20)
+    connected(controller)
     question = conversation_wav(tmp_path / "q.wav", ["Tell me a story."], gap_s=0.3)
     pulse.play_into_mic(question)  # not holding Space: none of this goes up
     window.conversation.setFocus()
     on_loop(controller, lambda: qtbot.keyPress(window, Qt.Key.Key_Space))
     player = pulse.play_into_mic(question, wait=False)
-    wait(controller, lambda: player.poll() is not None, 30)
+    wait(controller, lambda: player.poll() is not None, 30,
+         "the question to be played into the microphone")
     on_loop(controller, lambda: qtbot.keyRelease(window, Qt.Key.Key_Space))
-    wait(controller, lambda: window.state_badge.text() == "Speaking", 30)
-    controller.loop.run_until_complete(asyncio.sleep(1.5))
+    wait(controller, lambda: window.state_badge.text() == "Speaking", 30,
+         lambda: f"the story to be told; the window is {window.state_badge.text()}")
+    heard_for(controller, 1.5)
     on_loop(controller, lambda: qtbot.keyClick(window, Qt.Key.Key_Escape))
-    wait(controller, lambda: window.state_badge.text() == "Listening", 10)
+    wait(controller, lambda: window.state_badge.text() == "Listening", 10,
+         "the window to listen again after Esc")
+    connection = server.connections[0]
+    wait(controller, lambda: connection.of_type("conversation.item.truncate"), 10,
+         "the server to be told how much of the story was heard")
 
-    kinds = [e["type"] for e in server.connections[0].received]
+    kinds = [e["type"] for e in connection.received]
     assert "input_audio_buffer.append" not in kinds[:kinds.index("input_audio_buffer.clear")]
     assert kinds.index("input_audio_buffer.commit") > kinds.index("input_audio_buffer.append")
-    server.wait_for(lambda: server.connections[0].of_type("conversation.item.truncate"), 10)
-    assert server.connections[0].of_type("response.cancel")
+    assert connection.of_type("response.cancel")
     user, reply = window.conversation.bubbles
     assert user.text == "Tell me a story."
     # what was heard is what is shown (marked as cut) and kept

@@ -5,7 +5,6 @@ out of the virtual speaker, and the microphone test sees speech played into the 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import tomllib
 from collections.abc import Iterator
@@ -19,14 +18,17 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QComboBox
 
 from app.control.controller import Controller
+from app.conversation.voice import ListenMode
 from app.gui.devices_dialog import DevicesDialog
 from app.gui.theme import apply_theme
-from app.conversation.voice import ListenMode
 from audio.devices import DeviceInfo
 from tests.pulse import PulseAudio
 from tests.speech import conversation_wav
+from tests.waiting import run_until
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+_SPEECH_DB = -35
+"""The meter shows speech played into the mic above this."""
 
 
 def _open(controller: Controller, qtbot: Any) -> DevicesDialog:
@@ -79,7 +81,7 @@ def test_pickers_list_devices_and_the_choice_is_applied_and_remembered(
 
     # The microphone in use vanishes (as when a USB headset is pulled out): the next check
     # says so in words and offers the default, which is one click away.
-    controller.mic = DeviceInfo(99, "USB Headset", 1, 0, 48000)
+    controller.audio.mic = DeviceInfo(99, "USB Headset", 1, 0, 48000)
     dialog.refresh()
     assert dialog.warning_box.isVisible()
     assert "“USB Headset” is gone — was it unplugged?" in dialog.warning.text()
@@ -103,16 +105,15 @@ def _tone_in(path: Path) -> tuple[float, float]:
 
 def _levels_while_speaking(controller: Controller, pulse: PulseAudio, dialog: DevicesDialog,
                            speech: Path) -> list[int]:
+    """The meter's levels while `speech` plays into the mic, until it has played and the
+    meter has shown it (captured blocks reach the meter a moment after they sound)."""
     levels: list[int] = []
     dialog.mic_level.valueChanged.connect(levels.append)
     player = pulse.play_into_mic(speech, wait=False)
-
-    async def until_played() -> None:
-        while player.poll() is None:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
-
-    _run(controller, until_played())
+    run_until(controller.loop,  # type: ignore[attr-defined]
+              lambda: player.poll() is not None and max(levels, default=-100) > _SPEECH_DB, 30,
+              lambda: f"the meter to show the speech (above {_SPEECH_DB} dB); it showed "
+                      f"{levels[-20:]}")
     dialog.mic_level.valueChanged.disconnect(levels.append)
     return levels
 
@@ -138,7 +139,7 @@ def test_speaker_and_microphone_tests(controller: Controller, pulse: PulseAudio,
     recording = pulse.record_speaker(tmp_path / "speaker.wav")
     recording.wait_flowing()
     _run(controller, dialog.test_speaker())
-    _run(controller, asyncio.sleep(0.3))
+    recording.wait_for_quiet_after_sound()  # the whole beep has reached the recording
     seconds, hz = _tone_in(recording.stop())
     assert seconds == pytest.approx(0.5, abs=0.06)
     assert hz == pytest.approx(440, abs=3)
@@ -159,7 +160,7 @@ def test_speaker_and_microphone_tests(controller: Controller, pulse: PulseAudio,
             dialog.grab().save(str(screenshot))
 
     dialog.mic_level.valueChanged.connect(snapshot)
-    assert max(_levels_while_speaking(controller, pulse, dialog, speech)) > -35
+    assert max(_levels_while_speaking(controller, pulse, dialog, speech)) > _SPEECH_DB
     dialog.mic_level.valueChanged.disconnect(snapshot)
     qtbot.mouseClick(dialog.mic_test, Qt.MouseButton.LeftButton)
     assert dialog.status.text().startswith("The microphone hears you")
@@ -168,4 +169,4 @@ def test_speaker_and_microphone_tests(controller: Controller, pulse: PulseAudio,
     _select(dialog.input_combo, "default")
     levels = _levels_while_speaking(controller, pulse, dialog, speech)
     assert levels, "no MicLevel events: the voice loop is not listening"
-    assert max(levels) > -35
+    assert max(levels) > _SPEECH_DB

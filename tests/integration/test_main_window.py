@@ -64,7 +64,7 @@ def test_mute_and_stop_speaking_reach_the_agent(controller: Any, qtbot: Any) -> 
     qtbot.addWidget(window)
     window.show()
     qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
-    assert controller.voice.muted and window.mute.text() == "Un&mute"
+    assert controller.listener.muted and window.mute.text() == "Un&mute"
     generation = controller.agent.generation
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert controller.agent.generation == generation + 1
@@ -90,12 +90,12 @@ def test_a_missing_model_keeps_the_window_open_and_the_switcher_fixes_it(
     starts and answers."""
     import asyncio
 
-    from app.settings import load_config
     from app.control.controller import Controller
+    from app.settings import load_settings
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())
-    controller = Controller(load_config({"models": {"llm": str(user_dirs / "gone.gguf")}}),
+    controller = Controller(load_settings({"models": {"llm": str(user_dirs / "gone.gguf")}}),
                             storage)
     controller.loop = app_loop  # type: ignore[attr-defined]
     window = MainWindow(controller)
@@ -113,7 +113,7 @@ def test_a_missing_model_keeps_the_window_open_and_the_switcher_fixes_it(
         assert dialog.select("llm", "smollm2-135m-instruct")
         dialog.use_selected()
         wait(controller, qtbot, started.done, 120)
-        assert started.result() is True and controller.session is not None
+        assert started.result() is True and controller.started
         assert "LLM: smollm2-135m-instruct" in window.models_label.text()
         qtbot.keyClicks(window.input, "What is a cat?")
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
@@ -128,12 +128,12 @@ def test_closing_the_window_while_a_model_is_missing_ends_the_start(
         user_dirs: Path, app_loop: Any, qtbot: Any) -> None:
     import asyncio
 
-    from app.settings import load_config
     from app.control.controller import Controller
+    from app.settings import load_settings
     from app.storage import Storage, default_db_path
 
     storage = Storage(default_db_path())
-    controller = Controller(load_config({"models": {"tts": str(user_dirs / "no-voice.onnx")}}),
+    controller = Controller(load_settings({"models": {"tts": str(user_dirs / "no-voice.onnx")}}),
                             storage)
     window = MainWindow(controller)
     qtbot.addWidget(window)

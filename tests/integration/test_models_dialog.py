@@ -99,7 +99,7 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
     assert failed.message in status and failed.hint in status
     assert "Could not load" in status and "broken.gguf" in status
     assert f"The previous LLM model, {default.name}, is still in use." in status
-    assert controller.session.models["llm"].path == default.path
+    assert controller.active_models()["llm"].path == default.path
     answered(controller, "Hello")
 
     # another quantization of the same model, added from disk
@@ -120,7 +120,7 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
     assert max(b - a for a, b in itertools.pairwise(beats)) < 0.5
     changed = [e for e in events if isinstance(e, ModelChanged) and e.kind == "llm"]
     assert changed[-1].name == q8.stem
-    assert controller.session.models["llm"].path == q8
+    assert controller.active_models()["llm"].path == q8
     active = next(r for r in dialog.rows["llm"] if r.active)
     assert active.name == q8.stem and active.description == str(q8)
     assert dialog.selected_row() == active
@@ -142,7 +142,7 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
             await asyncio.sleep(0.05)
 
     run(controller, asyncio.wait_for(settled(), 60))
-    assert controller.session.models["llm"].name == default.name
+    assert controller.active_models()["llm"].name == default.name
     assert next(r for r in dialog.rows["llm"] if r.active).name == default.name
     answered(controller, "Thank you")
 

@@ -64,8 +64,8 @@ def test_changes_apply_live_and_are_remembered(controller: Controller, qtbot: An
     qtbot.addWidget(dialog)
     dialog.show()
     qtbot.waitExposed(dialog)
-    assert dialog.temperature.value() == pytest.approx(controller.config["llm"]["temperature"])
-    assert dialog.language.currentData() == controller.config["stt"]["language"]
+    assert dialog.temperature.value() == pytest.approx(controller.settings.llm.temperature)
+    assert dialog.language.currentData() == controller.settings.stt.language
     assert dialog.language.itemData(0) == "auto"
     assert dialog.language.findText("German (de)") >= 0
     assert dialog.changes() == {}
@@ -79,8 +79,8 @@ def test_changes_apply_live_and_are_remembered(controller: Controller, qtbot: An
     assert dialog.pending is not None
     assert controller.loop.run_until_complete(dialog.pending) is True  # type: ignore[attr-defined]
 
-    assert controller.config["llm"]["temperature"] == 0.3
-    assert controller.config["tts"]["length_scale"] == 0.8
+    assert controller.settings.llm.temperature == 0.3
+    assert controller.settings.tts.length_scale == 0.8
     assert controller.agent.settings.temperature == 0.3
     assert any(isinstance(e, ModelChanged) and e.kind == "tts" for e in events)
     assert _window_lightness(restore_look) < 60

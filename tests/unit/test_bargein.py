@@ -32,8 +32,6 @@ from audio.bargein import (
     DuplexSettings,
     Endpointers,
     LoudnessGate,
-    echoes,
-    has_words,
 )
 from audio.echo import FarEnd
 from audio.endpointing import Endpointer, SpeechStarted
@@ -252,27 +250,6 @@ def test_played_audio_maps_back_to_whole_pieces_and_a_share_of_the_current_one()
     assert spoken.heard(3.5) == "Hello there. One two three four."
 
 
-@pytest.mark.parametrize("text, words", [
-    ("Stop.", True), ("wait", True), ("", False), ("  ", False), ("...", False),
-    ("(coughs)", False), ("[BLANK_AUDIO]", False), ("*sigh*", False),
-    ("(laughs) okay", True), ("Thank you.", False), ("Thank you, stop now.", True),
-])
-def test_only_a_transcript_with_words_counts_as_talking(text: str, words: bool) -> None:
-    assert has_words(text) is words
-
-
-@pytest.mark.parametrize("heard, echo", [
-    ("is far away", True),
-    ("The moon is far away.", True),
-    ("three hundred thousand", True),
-    ("Tell me about the sun.", False),
-    ("How far is the sun from the moon?", False),
-    ("Stop!", False),
-])
-def test_a_run_of_the_replys_own_words_is_its_echo(heard: str, echo: bool) -> None:
-    assert echoes(heard, MOON) is echo
-
-
 def vad() -> WebRtcVAD:
     v = WebRtcVAD(ModelRef("webrtcvad", "vad", "webrtcvad", Path()), {"aggressiveness": 2})
     v.load()
@@ -361,8 +338,8 @@ def test_without_an_echo_canceller_parley_listens_over_a_reply_only_if_told_to(
         speech = espeak("Hold on, I have another question.")
         speech = (0.1 * speech / np.sqrt(np.mean(speech**2))).astype(np.float32)  # -20 dBFS
         for block in np.split(speech[:len(speech) // 160 * 160], len(speech) // 160):
-            voice._heard.put_nowait((block, time.perf_counter()))
-        await until(lambda: voice._heard.empty())
+            voice.feed.put(block, time.perf_counter())
+        await until(lambda: voice.feed.empty)
         await asyncio.sleep(0.05)
         assert speaker.paused is listens
         told = [e.message for e in events if isinstance(e, ErrorOccurred)]
