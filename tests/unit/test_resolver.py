@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from engines.catalog import Catalog, load_catalog
 from engines.errors import ModelError
-from engines.resolver import (
+from engines.models import (
     MARKER,
+    Catalog,
     CorruptModelError,
     detect_format,
     info,
+    load_catalog,
     models_dir,
     pull,
     remove,

