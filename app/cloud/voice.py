@@ -25,14 +25,6 @@ class CloudVoice:
         self._holding = False
 
     @property
-    def muted(self) -> bool:
-        return self.feed.muted
-
-    @muted.setter
-    def muted(self, muted: bool) -> None:
-        self.feed.muted = muted
-
-    @property
     def push_to_talk(self) -> bool:
         return self.agent.settings.turn_detection == "push_to_talk"
 
@@ -55,5 +47,5 @@ class CloudVoice:
         with self.feed.capture(mic, _BLOCK_MS):
             while True:
                 (block, _), captured_at = await self.feed.next()
-                if block.size and not self.muted and (self._holding or not self.push_to_talk):
+                if block.size and not self.feed.muted and (self._holding or not self.push_to_talk):
                     self.agent.hear(block, captured_at)

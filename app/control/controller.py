@@ -181,7 +181,7 @@ class Controller:
     def set_muted(self, muted: bool) -> None:
         self._muted = muted
         if self.listener is not None:
-            self.listener.muted = muted
+            self.listener.feed.muted = muted
 
     def set_mode(self, mode: ListenMode) -> None:
         """Local mode's listening; the cloud's turn detection is a cloud setting."""
@@ -299,7 +299,7 @@ class Controller:
         if self.audio.mic is None or self._endpointers is None:
             return
         self.listener = self._listener(self._endpointers)
-        self.listener.muted = self._muted
+        self.listener.feed.muted = self._muted
         self._voice_task = asyncio.create_task(self._listen(self.listener.run(self.audio.mic)))
 
     def _listener(self, endpointers: Endpointers) -> Listener:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from app.conversation.events import AgentEvent, State, TurnMetrics
+from app.conversation.mic import MicFeed
 from audio.devices import DeviceInfo
 from engines.protocols import ChatMessage
 
@@ -38,7 +39,8 @@ class Conversation(Protocol):
 
 
 class Listener(Protocol):
-    muted: bool
+    feed: MicFeed
+    """The microphone as it reaches this listener (mute it there)."""
 
     def press_to_talk(self) -> None:
         """Space held: a push-to-talk turn begins, or (hands-free) the reply stops."""

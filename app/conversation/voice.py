@@ -55,14 +55,6 @@ class VoiceLoop:
         self._finished: asyncio.Queue[asyncio.Task[TurnMetrics | None]] = asyncio.Queue()
         self._turns: set[asyncio.Task[TurnMetrics | None]] = set()
 
-    @property
-    def muted(self) -> bool:
-        return self.feed.muted
-
-    @muted.setter
-    def muted(self, muted: bool) -> None:
-        self.feed.muted = muted
-
     # -- commands (from the GUI or the CLI) ------------------------------------------------
     def press_to_talk(self) -> None:
         """Start recording a push-to-talk turn; talking over the agent stops it."""
@@ -119,7 +111,7 @@ class VoiceLoop:
         while True:
             (heard, linear), arrived = await self.feed.next()
             duplex = self.agent.settings.duplex
-            if self._held is not None and not self.muted:
+            if self._held is not None and not self.feed.muted:
                 self._held.append(heard)
             wanted = self._stretch(duplex)
             if wanted != stretch:
@@ -152,7 +144,7 @@ class VoiceLoop:
                     break
 
     def _stretch(self, duplex: DuplexSettings) -> Stretch | None:
-        if self.muted or self._held is not None or self.mode != ListenMode.HANDS_FREE:
+        if self.feed.muted or self._held is not None or self.mode != ListenMode.HANDS_FREE:
             return None
         if self.agent.state in _LISTENING:
             return "turn"

@@ -64,7 +64,7 @@ def test_mute_and_stop_speaking_reach_the_agent(controller: Any, qtbot: Any) -> 
     qtbot.addWidget(window)
     window.show()
     qtbot.mouseClick(window.mute, Qt.MouseButton.LeftButton)
-    assert controller.listener.muted and window.mute.text() == "Un&mute"
+    assert controller.listener.feed.muted and window.mute.text() == "Un&mute"
     generation = controller.agent.generation
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert controller.agent.generation == generation + 1
