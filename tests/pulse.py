@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -30,9 +31,13 @@ from types import TracebackType
 import numpy as np
 import soundfile as sf
 
+from tests.waiting import blocking_until
+
 MIC = "parley_mic"
 SPEAKER = "parley_speaker"
 RATE = 48000
+_FAINTEST = 32
+"""Of 32768: -60 dBFS. A null sink is exactly 0 while nothing plays."""
 _TOOLS = ("pulseaudio", "pactl", "paplay", "parec")
 _INSTALL = "apt-get install pulseaudio pulseaudio-utils libasound2-plugins libportaudio2"
 
@@ -48,6 +53,8 @@ class Recording:
         self.path = path
         self.rate = rate
         self.frames = 0
+        self.last_sound: int | None = None
+        """The last frame so far louder than the faintest sound (PulseAudio's silence is 0)."""
         self._arrivals: list[tuple[int, float]] = []
         """(frames received so far, monotonic time of that read)."""
         self._file = sf.SoundFile(path, "w", samplerate=rate, channels=1, subtype="PCM_16")
@@ -70,6 +77,9 @@ class Recording:
             rest = data[usable:]
             samples = np.frombuffer(data[:usable], dtype="<i2")
             self._file.write(samples)
+            sounding = np.flatnonzero(np.abs(samples) > _FAINTEST)
+            if sounding.size:
+                self.last_sound = self.frames + int(sounding[-1])
             self.frames += samples.size
             self._arrivals.append((self.frames, now))
 
@@ -80,6 +90,22 @@ class Recording:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"parec recorded nothing within {timeout} s")
             time.sleep(0.005)
+
+    def wait_for_quiet_after_sound(self, since: float, quiet_s: float = 0.2,
+                                   timeout: float = 10) -> None:
+        """Block until the recording holds a sound and then `quiet_s` of silence, recorded
+        at least `quiet_s` after `since` (when the app had handed the device everything it
+        played): the whole sound has reached the recording, what the device still held
+        included, and a stall's gap in the sound is not taken for its end."""
+        def quiet() -> bool:
+            last, frames = self.last_sound, self.frames
+            return (last is not None and frames - last > quiet_s * self.rate
+                    and self.time_of(frames - 1) > since + quiet_s)
+
+        blocking_until(quiet, timeout, lambda: (
+            "a sound on the speaker" if self.last_sound is None else
+            f"the speaker to fall quiet ({(self.frames - self.last_sound) / self.rate:.2f} s "
+            f"of quiet after its last sound)"))
 
     def time_of(self, frame: int) -> float:
         """When `frame` was captured, on time.monotonic()'s clock (±1 pipe read)."""
@@ -196,6 +222,22 @@ class PulseAudio:
         if proc.returncode != 0:
             raise RuntimeError(f"paplay {wav_path} failed: {err.decode(errors='replace')}")
         return proc
+
+    def mic_listeners(self) -> int:
+        """How many streams record from the virtual microphone, this harness's aside."""
+        sources = json.loads(self._pactl("-f", "json", "list", "sources"))
+        mic = next(s["index"] for s in sources if s["name"] == f"{MIC}.monitor")
+        ours = {str(keeper.pid) for keeper in self._keepers}
+        return sum(1 for out in json.loads(self._pactl("-f", "json", "list", "source-outputs"))
+                   if out["source"] == mic
+                   and out["properties"].get("application.process.id") not in ours)
+
+    def wait_for_mic_listener(self, timeout: float = 60) -> None:
+        """Block until the app under test records from the virtual microphone: what is
+        played into it from then on is heard (an app may say it listens a moment before
+        its microphone is open)."""
+        blocking_until(self.mic_listeners, timeout,
+                       "the app to open the microphone (nothing records from it)", 0.1)
 
     @contextlib.contextmanager
     def speaker_heard_by_mic(self, volume: float = 0.5) -> Iterator[None]:

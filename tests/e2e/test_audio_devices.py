@@ -20,6 +20,7 @@ from audio.wav import read_wav
 from engines.errors import AudioError
 from engines.protocols import Audio
 from tests.pulse import PulseAudio
+from tests.waiting import blocking_until
 
 
 def _speech(tmp_path: Path, text: str = "The quick brown fox jumps over the lazy dog.") -> Path:
@@ -36,6 +37,13 @@ def _best_match(signal: Audio, source: Audio) -> tuple[int, float]:
     lag = int(np.argmax(xc[: len(signal) - len(source) + 1]))
     seg = signal[lag:lag + len(source)]
     return lag, float(np.dot(seg, source) / (np.linalg.norm(seg) * np.linalg.norm(source)))
+
+
+def _quiet_after_sound(blocks: list[tuple[float, Audio]], rate: int, quiet_s: float) -> bool:
+    """The captured blocks hold a sound and then `quiet_s` of silence."""
+    audio = np.concatenate([b for _, b in blocks]) if blocks else np.zeros(0, np.float32)
+    sounding = np.flatnonzero(np.abs(audio) > 0.02)
+    return bool(sounding.size) and audio.size - int(sounding[-1]) > quiet_s * rate
 
 
 def _loud(x: Audio, rate: int, threshold: float = 0.02) -> np.ndarray:
@@ -62,10 +70,14 @@ def test_capture_hears_speech_played_into_the_mic(pulse: PulseAudio, tmp_path: P
 
     with Capture(pick_device(None, "input"), on_audio) as cap:
         opened = time.monotonic()
-        time.sleep(0.3)
+        blocking_until(lambda: blocks, 5, "the first captured block")
         played = time.monotonic()
         pulse.play_into_mic(path)
-        time.sleep(0.3)
+        ended = time.monotonic()
+        # the speech and the silence after it have come through
+        blocking_until(lambda: blocks[-1][0] > ended + 0.2
+                       and _quiet_after_sound(blocks, 16000, 0.2), 5,
+                       "the captured speech to end in silence")
     assert cap.overflows == 0
 
     times = np.array([t for t, _ in blocks])
@@ -103,7 +115,7 @@ def test_playback_reaches_the_speaker_and_counts_what_it_played(
         latency = out.output_latency
         assert out.played_seconds == pytest.approx(len(voice) / 22050, abs=0.001)
         assert out.queued_samples == 0
-        time.sleep(0.3)
+        rec.wait_for_quiet_after_sound(since=idle)  # what the device held has been heard
         assert out.underflows == 0
     rec.stop()
 
@@ -133,13 +145,13 @@ def test_flush_silences_playback_at_once(pulse: PulseAudio, tmp_path: Path) -> N
     with Playback(pick_device(None, "output")) as out:
         written = time.monotonic()
         out.write(tone, rate)
-        time.sleep(0.6)
+        blocking_until(lambda: out.played_seconds >= 0.6, 5, "0.6 s of the tone to be played")
         flushed = time.monotonic()
         out.flush()
         assert out.is_idle
         assert out.queued_samples == 0
         played = out.played_seconds
-        time.sleep(0.5)
+        rec.wait_for_quiet_after_sound(since=flushed, quiet_s=0.5)  # listen a while
         assert out.played_seconds == played, "nothing may play after a flush"
     rec.stop()
 

@@ -67,6 +67,7 @@ def test_a_spoken_question_is_answered_aloud_by_the_cloud(
         assert "Listening" in ready, agent.stderr.read() if agent.stderr else ready
         recorder = pulse.record_speaker(heard)
         recorder.wait_flowing()
+        pulse.wait_for_mic_listener()  # "Listening" comes just before the mic opens
         pulse.play_into_mic(question)
         _, err = agent.communicate(timeout=120)
         recorder.stop()
@@ -142,6 +143,7 @@ def test_parley_run_cloud_opens_the_window_in_cloud_mode(
     try:
         server.wait_for(lambda: server.connections
                         and server.connections[0].of_type("session.update"), 180)
+        pulse.wait_for_mic_listener()  # the cloud's own microphone feed
         pulse.play_into_mic(question)
         _, err = window.communicate(timeout=120)
     finally:

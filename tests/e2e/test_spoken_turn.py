@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ def test_user_asks_through_the_microphone_and_hears_an_answer(
         ready = agent.stdout.readline()  # printed once the models are loaded
         assert "Listening" in ready, agent.stderr.read() if agent.stderr else ready
         recorder = pulse.record_speaker(heard)
-        time.sleep(0.5)
+        recorder.wait_flowing()
+        pulse.wait_for_mic_listener()  # "Listening" comes just before the mic opens
         pulse.play_into_mic(question)
         _, err = agent.communicate(timeout=180)
         recorder.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 import soundfile as sf
 
 from tests.speech import conversation_wav
+from tests.waiting import blocking_until
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -26,7 +28,14 @@ def screen() -> Iterator[str]:
     display = ":87"
     xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(1.0)
+
+    listening = f"/tmp/.X11-unix/X{display[1:]}"
+
+    def up() -> bool:  # taking connections, or gone
+        with socket.socket(socket.AF_UNIX) as x11:
+            return xvfb.poll() is not None or x11.connect_ex(listening) == 0
+
+    blocking_until(up, 20, f"Xvfb to take connections on {display}", 0.1)
     assert xvfb.poll() is None, "Xvfb did not start"
     yield display
     xvfb.terminate()
@@ -58,7 +67,7 @@ def test_user_speaks_and_the_window_shows_and_speaks_the_answer(
         while not ready(db) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert ready(db), "the window never loaded its models"
-        time.sleep(2.0)  # the microphone opens right after
+        pulse.wait_for_mic_listener()  # the microphone opens right after
         recorder = pulse.record_speaker(heard)
         pulse.play_into_mic(question)
         _, err = window.communicate(timeout=180)

@@ -84,6 +84,13 @@ def serve(realtime_servers: Any) -> Any:
     return realtime_servers
 
 
+@pytest.fixture(autouse=True)
+def short_local_answers(controller: Any) -> None:
+    """The stories wait for each local answer to be spoken; at the default 160 tokens the
+    small model sometimes rambles for a minute of speech, longer than a turn may take."""
+    controller.loop.run_until_complete(controller.update_settings({"llm": {"max_tokens": 48}}))
+
+
 @pytest.fixture
 def no_keyring(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A computer with no system keyring (like this test box) and no key in the

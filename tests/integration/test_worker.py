@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from engines.errors import ParleyError
 from engines.model_ref import ModelRef
 from engines.protocols import ChatMessage
 from tests.speech import espeak
+from tests.waiting import until
 
 
 @pytest.fixture
@@ -90,6 +92,7 @@ def test_a_corrupt_model_leaves_the_previous_one_working(engines: Any,
 
 def test_a_crashed_worker_is_reported_and_the_conversation_goes_on(engines: Any) -> None:
     loop, client = engines
+
     agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant."))
     events: list[AgentEvent] = []
     agent.subscribe(events.append)
@@ -99,8 +102,14 @@ def test_a_crashed_worker_is_reported_and_the_conversation_goes_on(engines: Any)
     async def run() -> None:
         first = await agent.say("Hello!")
         assert first is not None
+        # the client's thread that reads the worker's events, and reports its death
+        reader = next(t for t in threading.enumerate() if t.name == "parley-engine-events"
+                      and t._args[0] is client._process)  # type: ignore[attr-defined]
         client._process.kill()  # the worker dies, as on an out-of-memory kill
-        await asyncio.sleep(0.5)
+        # The user speaks once Parley has noticed: before that, the report of the death
+        # would reach the restarted worker as its own (see engines/client.py, _route).
+        await until(lambda: not reader.is_alive(), 10,
+                    "the client to notice that its worker is gone")
         # the user's words are not lost: the engines restart and the question is answered
         answer = await agent.hear(question, time.perf_counter())
         errors = [e for e in events if isinstance(e, ErrorOccurred)]

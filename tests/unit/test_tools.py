@@ -9,6 +9,7 @@ import json
 from openai.types.realtime import RealtimeFunctionTool
 
 from app.conversation.tools import Timers, Tool, ToolRegistry, default_tools
+from tests.waiting import until
 
 
 def test_the_default_tools_describe_themselves_as_realtime_function_tools() -> None:
@@ -37,7 +38,8 @@ def test_a_timer_speaks_up_when_it_runs_out() -> None:
         started = json.loads(await registry.call("set_timer",
                                                  '{"seconds": 0.2, "label": "tea timer"}'))
         assert said == []  # not yet
-        await asyncio.sleep(0.6)
+        await until(lambda: said, 5, "the timer to speak up")
+        await asyncio.sleep(0.2)  # and only once: nothing more for as long again
         return started
 
     started = asyncio.run(story())
