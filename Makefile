@@ -12,6 +12,7 @@ run: setup
 lint: setup
 	.venv/bin/ruff check app engines audio tests
 	.venv/bin/mypy
+	.venv/bin/lint-imports --no-cache
 
 test: lint
 	$(PY) -m pytest -p no:cacheprovider
