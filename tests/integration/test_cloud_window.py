@@ -26,6 +26,9 @@ from tests.waiting import Describe, run_until
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 _DOGS = "Dogs are loyal friends who love long walks."
 _MOON = "The moon is about three hundred and eighty thousand kilometres away."
+_LOCAL_TURN_S = 180
+"""How long a local answer may take: on a busy 2-core machine llama.cpp's threads wait for
+the CPU, and 48 tokens have taken 90 s."""
 
 
 def wait(controller: Any, condition: Callable[[], Any], timeout_s: float, what: Describe
@@ -113,7 +116,7 @@ def window_for(controller: Any, qtbot: Any) -> MainWindow:
 
 
 def ask(controller: Any, qtbot: Any, window: MainWindow, text: str, bubbles: int,
-        timeout_s: float = 60) -> None:
+        timeout_s: float = _LOCAL_TURN_S) -> None:
     """Type a question, press Enter, and wait until its answer is shown and done."""
     qtbot.keyClicks(window.input, text)
     qtbot.keyClick(window.input, Qt.Key.Key_Return)
