@@ -150,10 +150,37 @@ class ModeChanged:
     mode: str
 
 
+@dataclass(frozen=True)
+class ToolCalled:
+    """The model called a tool; `arguments` is the JSON it emitted (already validated).
+    `waiting` is True when the call has side effects and waits for the user's yes."""
+
+    turn: int
+    name: str
+    arguments: str
+    waiting: bool = False
+
+
+@dataclass(frozen=True)
+class ToolFinished:
+    """A tool's result as JSON text (or {"error": ...}), which goes back to the model."""
+
+    turn: int
+    name: str
+    result: str
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """Something Parley says unprompted, e.g. a timer or alarm that went off."""
+
+    text: str
+
+
 AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics
               | ErrorOccurred | MicLevel | ModelLoading | ModelChanged | ModelFailed
               | ProcessUsage | ConversationOpened | Interrupted | InterruptionIgnored
-              | RateLimitsUpdated | ModeChanged)
+              | RateLimitsUpdated | ModeChanged | ToolCalled | ToolFinished | Announcement)
 
 
 class EventBus:
