@@ -56,6 +56,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
-# The default model of each kind, plus Silero VAD (the optional VAD, small enough to embed).
+# The default model of each kind as this machine uses it (the LLM, Qwen2.5-Coder 1.5B, is
+# 1.1 GB from 22 packages; below 4 GiB of RAM its 0.5B stand-in, 0.5 GB, comes instead),
+# plus Silero VAD (the optional VAD, small enough to embed) and SmolLM2 (94 MB), the quick
+# LLM the engine tests load (tests/conftest.py). Each pull shows its progress and does
+# nothing when the model is installed and checked already.
 .venv/bin/parley models pull --defaults
 .venv/bin/parley models pull silero-vad
+.venv/bin/parley models pull smollm2-135m-instruct

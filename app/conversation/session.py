@@ -17,7 +17,7 @@ from audio.bargein import Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
-from engines.models import resolve
+from engines.models import for_this_machine, resolve
 from engines.protocols import VADEngine
 
 
@@ -28,7 +28,7 @@ def agent_settings(settings: Settings) -> AgentSettings:
 
 
 def resolve_model(settings: Settings, kind: Kind) -> ModelRef:
-    return resolve(settings.model(kind), kind)
+    return resolve(for_this_machine(settings.model(kind), kind), kind)
 
 
 def resolve_models(settings: Settings) -> dict[Kind, ModelRef]:

@@ -6,12 +6,14 @@ from engines.models.catalog import (
     Catalog,
     CatalogEntry,
     CatalogFile,
+    DefaultChoice,
     HubSource,
     PypiSource,
     load_catalog,
+    total_memory,
 )
 from engines.models.install import Progress, info, pull, remove
-from engines.models.resolve import CorruptModelError, detect_format, resolve
+from engines.models.resolve import CorruptModelError, detect_format, for_this_machine, resolve
 from engines.models.sources import DownloadCancelled
 from engines.models.store import MARKER, models_dir
 
@@ -23,15 +25,18 @@ __all__ = [
     "CatalogEntry",
     "CatalogFile",
     "CorruptModelError",
+    "DefaultChoice",
     "DownloadCancelled",
     "HubSource",
     "Progress",
     "PypiSource",
     "detect_format",
+    "for_this_machine",
     "info",
     "load_catalog",
     "models_dir",
     "pull",
     "remove",
     "resolve",
+    "total_memory",
 ]

