@@ -1,0 +1,74 @@
+"""The tools both modes give the model, built in one place: the local Agent and the
+CloudAgent each call `default_tools(announce)` and get the same names, schemas and
+behaviour; only how an announcement is voiced differs.
+
+Qt-free, and nothing of the engines but their error type; the reminders and notes live in
+tools.db in Parley's data folder (app/tools/store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from app.tools.calculator import calculate
+from app.tools.clock import current_time
+from app.tools.notes import Notes
+from app.tools.registry import Announce, Tool, ToolRegistry
+from app.tools.reminders import Reminders
+from app.tools.store import tools_db_path
+
+__all__ = ["Announce", "Tool", "ToolRegistry", "Toolbox", "default_tools"]
+
+_TEXT = {"type": "string"}
+_WHICH = {"type": ["integer", "string"], "description": "id or words"}
+
+
+class Toolbox(ToolRegistry):
+    """The registry, and the reminders it owns: `start` on the loop that should announce
+    them, `close` when the conversation ends (pending ones wait in tools.db)."""
+
+    def __init__(self, tools: Iterable[Tool], reminders: Reminders) -> None:
+        super().__init__(tools)
+        self.reminders = reminders
+
+    def start(self) -> None:
+        self.reminders.start()
+
+    def close(self) -> None:
+        self.reminders.close()
+
+
+def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
+    """Every tool, kept in `data_dir`/tools.db (default: Parley's data folder). The
+    schemas say only what a small model needs, since it reads them in every prompt: ranges
+    and formats are checked by the tools, which say what was wrong."""
+    path = tools_db_path(data_dir)
+    reminders, notes = Reminders(path, announce), Notes(path)
+    return Toolbox([
+        Tool("get_current_time", "Local time, date and time zone.", _object({}),
+             current_time),
+        Tool("set_timer", "Start a countdown timer.",
+             _object({"seconds": {"type": "number"}, "label": _TEXT}, "seconds"),
+             reminders.set_timer),
+        Tool("set_alarm", "Set an alarm at the next HH:MM (24-hour).",
+             _object({"time": _TEXT, "label": _TEXT}, "time"), reminders.set_alarm),
+        Tool("list_timers", "List pending timers and alarms.", _object({}),
+             reminders.list_timers),
+        Tool("cancel_timer", "Cancel a timer or alarm.", _object({"which": _WHICH}, "which"),
+             reminders.cancel_timer, asks_first=True),
+        Tool("calculate", "Exact arithmetic: + - * / // % ** ( ) sqrt abs round pi.",
+             _object({"expression": _TEXT}, "expression"), calculate),
+        Tool("remember", "Save a note.", _object({"note": _TEXT}, "note"), notes.remember),
+        Tool("recall", "Find saved notes (all without a query).", _object({"query": _TEXT}),
+             notes.recall),
+        Tool("forget", "Delete a saved note.", _object({"which": _WHICH}, "which"),
+             notes.forget, asks_first=True),
+    ], reminders)
+
+
+def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:
+    """An arguments schema: these properties, no others."""
+    schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    return schema | {"required": list(required)} if required else schema
