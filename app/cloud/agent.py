@@ -56,7 +56,7 @@ from app.conversation.metrics import (
     END_OF_SPEECH_TO_SPEECH_STOPPED,
     SPEECH_STOPPED_TO_FIRST_AUDIO,
 )
-from app.conversation.tools import Timers, default_tools
+from app.tools import default_tools
 from engines.protocols import Audio, ChatMessage
 
 
@@ -85,8 +85,7 @@ class CloudAgent(EventBus):
         self.history = history or [ChatMessage("system", settings.instructions)]
         self.turns: list[TurnMetrics] = []
         self.rate_limits: tuple[RateLimit, ...] = ()
-        self.timers = Timers(self.announce)
-        self.tools = default_tools(self.timers)
+        self.tools = default_tools(self.announce)
         self.player = ReplyPlayer(speaker)
         self.link = Link(client, settings.model, settings.reconnect_attempts, self._open,
                          self._on_event, self._on_drop)
@@ -105,10 +104,11 @@ class CloudAgent(EventBus):
     async def run(self) -> None:
         """Hold the session open (reconnecting) until cancelled; raises CloudError if the
         cloud cannot be reached or the key is refused."""
+        self.tools.start()
         await self.link.run()
 
     async def close(self) -> None:
-        self.timers.close()
+        self.tools.close()
         self.player.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -158,11 +158,13 @@ class CloudAgent(EventBus):
 
     def announce(self, text: str) -> None:
         """Something a tool wants said later (a timer ran out): the model says it, once
-        the turn under way is over (one response at a time is all the API allows)."""
+        the turn under way is over (one response at a time is all the API allows) and while
+        connected (a reminder due at start-up waits for the session)."""
         self._spawn(self._announce(text))
 
     async def _announce(self, text: str) -> None:
-        while self._turn is not None or self._response is not None:
+        while (self._turn is not None or self._response is not None
+               or not self.link.connected.is_set()):
             await asyncio.sleep(0.1)
         self.link.send({"type": "conversation.item.create",
                         "item": {"type": "message", "role": "system",
