@@ -21,7 +21,8 @@ from platformdirs import user_config_dir
 from app.cloud.settings import CloudSettings
 from audio.bargein import DuplexSettings
 from engines.errors import ParleyError
-from engines.model_ref import Kind
+from engines.model_ref import KINDS, Kind
+from engines.models import for_this_machine
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
 Changes = dict[str, dict[str, Any]]
@@ -154,8 +155,13 @@ def user_config_path() -> Path:
 
 
 def defaults() -> dict[str, dict[str, Any]]:
-    """resources/parley.toml as written: every section and key Parley knows."""
-    return _read(RESOURCES / "parley.toml")
+    """resources/parley.toml: every section and key Parley knows, its default models as
+    this machine uses them (the low-memory choice on a small one), so a model a user
+    names in their settings or on the command line is always the one they get."""
+    tables = _read(RESOURCES / "parley.toml")
+    tables["models"] = {kind: for_this_machine(name, kind)
+                        for kind, name in tables["models"].items() if kind in KINDS}
+    return tables
 
 
 def load_settings(overrides: Changes | None = None) -> Settings:

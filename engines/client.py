@@ -14,7 +14,7 @@ import itertools
 import multiprocessing as mp
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from engines import worker
@@ -34,7 +34,15 @@ from engines.messages import (
     stage_of,
 )
 from engines.model_ref import Kind, ModelRef
-from engines.protocols import Audio, AudioChunk, ChatMessage, EngineStats, Token, Transcript
+from engines.protocols import (
+    Audio,
+    AudioChunk,
+    ChatMessage,
+    EngineStats,
+    Token,
+    ToolSpec,
+    Transcript,
+)
 
 _START_TIMEOUT_S = 60.0
 
@@ -130,10 +138,11 @@ class EngineClient:
         return values[0] if values and isinstance(values[0], Transcript) else None
 
     async def generate(self, messages: list[ChatMessage], turn: int, generation: int,
-                       max_tokens: int, temperature: float) -> AsyncIterator[Token]:
+                       max_tokens: int, temperature: float, tools: Sequence[ToolSpec] = ()
+                       ) -> AsyncIterator[Token]:
         await self._ensure_running()
         req = Generate(next(self._ids), turn, generation, tuple(messages), max_tokens,
-                       temperature)
+                       temperature, tuple(tools))
         async for value in self._stream(req):
             if isinstance(value, Token):
                 yield value

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import json
 import logging
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -17,15 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from engines.errors import ModelError, ParleyError
 from engines.model_ref import ModelRef
-from engines.protocols import ChatMessage, EngineStats, Token
+from engines.protocols import ChatMessage, EngineStats, Token, ToolCall, ToolSpec
+from engines.tool_calls import OPENING, call_schema, call_start, parse_call, template_messages
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-    from llama_cpp.llama_types import ChatCompletionRequestMessage
+    from llama_cpp.llama_grammar import LlamaGrammar
 
 _log = logging.getLogger(__name__)
 _GGUF_MAGIC = b"GGUF"
+_CALL_TOKENS = 256
+"""A cap on one constrained tool call, so a runaway string argument cannot hang a turn."""
 _llama_log_callback: Any = None
 """Kept referenced for the life of the process: llama.cpp calls it from C."""
 
@@ -53,15 +57,6 @@ def _route_llama_logs() -> None:
     llama_cpp.llama_log_set(_llama_log_callback, ctypes.c_void_p(0))
 
 
-def _request_message(message: ChatMessage) -> ChatCompletionRequestMessage:
-    """llama-cpp-python's typed message for one of ours (one TypedDict per role)."""
-    if message.role == "system":
-        return {"role": "system", "content": message.content}
-    if message.role == "user":
-        return {"role": "user", "content": message.content}
-    return {"role": "assistant", "content": message.content}
-
-
 class LlamaLLM:
     """Streams chat replies token by token; the final Token carries usage and `done=True`.
 
@@ -80,6 +75,7 @@ class LlamaLLM:
         self._seed: int | None = None if seed is None else int(seed)
         self._llm: Llama | None = None
         self._formatter: Jinja2ChatFormatter | None = None
+        self._grammars: dict[str, LlamaGrammar] = {}
         self._vocab: Any = None
         self._stats = EngineStats(name="llama.cpp", model=ref.name)
 
@@ -150,16 +146,17 @@ class LlamaLLM:
         self._formatter = None
         self._vocab = None
 
-    def _tokenize(self, messages: Sequence[ChatMessage]) -> list[int]:
+    def _tokenize(self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> list[int]:
         """The prompt exactly as the GGUF's chat template renders it, ending with the
         assistant header so the model answers next."""
         assert self._llm is not None and self._formatter is not None
-        prompt = self._formatter(messages=[_request_message(m) for m in messages]).prompt
+        rendered = template_messages(messages, tools)
+        prompt = self._formatter(messages=rendered).prompt  # type: ignore[arg-type]
         # The template writes BOS itself when the model wants one.
         return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def fit_prompt(
-        self, messages: Sequence[ChatMessage], max_tokens: int
+        self, messages: Sequence[ChatMessage], max_tokens: int, tools: Sequence[ToolSpec] = ()
     ) -> tuple[list[int], list[ChatMessage]]:
         """The prompt tokens and the messages they hold, after dropping the oldest turns
         until the prompt plus `max_tokens` fits in the context window.
@@ -176,7 +173,7 @@ class LlamaLLM:
         while True:
             gone = set(droppable[:dropped])
             kept = [m for i, m in enumerate(messages) if i not in gone]
-            tokens = self._tokenize(kept)
+            tokens = self._tokenize(kept, tools)
             if len(tokens) + max_tokens <= self._n_ctx or dropped >= len(droppable):
                 break
             dropped += 1
@@ -191,18 +188,25 @@ class LlamaLLM:
         return tokens, kept
 
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
+        tools: Sequence[ToolSpec] = (),
     ) -> Generator[Token, None, None]:
-        """Yields text pieces as they are sampled; stop iterating to stop generating."""
+        """Yields text pieces as they are sampled; stop iterating to stop generating.
+
+        With `tools`, the reply's first characters are held back until it is clear whether
+        they open a tool call; a call is then written again under the tools' grammar and
+        yielded as one Token, and the stream ends (finish "tool").
+        """
         import llama_cpp
 
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {max_tokens}.")
         start = time.perf_counter()
-        prompt, kept = self.fit_prompt(messages, max_tokens)
+        prompt, kept = self.fit_prompt(messages, max_tokens, tools)
         assert self._llm is not None
+        llm = self._llm
         max_tokens = min(max_tokens, self._n_ctx - len(prompt))
-        llama_cpp.llama_perf_context_reset(self._llm.ctx)
+        llama_cpp.llama_perf_context_reset(llm.ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stats: dict[str, float] = {
             "prompt_tokens": len(prompt),
@@ -211,22 +215,32 @@ class LlamaLLM:
         self._stats.calls += 1
         self._stats.last_call_ms = stats
         completion = 0
+        finish: str = "length"
+        held = "" if tools else None
+        names = [spec["function"]["name"] for spec in tools]
+        """Text not yet yielded while it may still open a tool call (None: released)."""
         busy = 0.0  # generation time only, not the consumer's time between tokens
         resumed = start
-        tokens = self._llm.generate(
-            prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05, repeat_penalty=1.0
-        )
+        tokens = self._generate(prompt, temperature)
         try:
             for token in tokens:
                 if completion == 0:
                     stats["first_token"] = (time.perf_counter() - start) * 1000.0
                     # llama.cpp only decodes what the KV cache did not already hold.
-                    evaluated = llama_cpp.llama_perf_context(self._llm.ctx).n_p_eval
+                    evaluated = llama_cpp.llama_perf_context(llm.ctx).n_p_eval
                     stats["reused_prompt_tokens"] = len(prompt) - max(evaluated, 1)
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                    finish = "stop"
                     break
                 completion += 1
-                text = decoder.decode(self._llm.detokenize([token]))
+                text = decoder.decode(llm.detokenize([token], special=held is not None))
+                if held is not None:
+                    held += text
+                    opens = call_start(held, names)
+                    if opens:
+                        finish = "tool"
+                        break
+                    text, held = (held, None) if opens is False else ("", held)
                 if text:
                     busy += time.perf_counter() - resumed
                     yield Token(text=text)
@@ -240,7 +254,43 @@ class LlamaLLM:
             if completion > 1:
                 decode_seconds = busy - stats["first_token"] / 1000.0
                 stats["tokens_per_s"] = (completion - 1) / max(decode_seconds, 1e-6)
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield Token(text=tail)
-        yield Token(text="", done=True, prompt_tokens=len(prompt), completion_tokens=completion)
+        if finish == "tool":
+            call, made = self._constrained_call(prompt, tools, temperature)
+            completion += made
+            yield Token(text="", tool_call=call)
+        else:
+            tail = (held or "") + decoder.decode(b"", final=True)
+            if tail:
+                yield Token(text=tail)
+        yield Token(text="", done=True, prompt_tokens=len(prompt), completion_tokens=completion,
+                    finish=finish)  # type: ignore[arg-type]
+
+    def _generate(self, prompt: list[int], temperature: float,
+                  grammar: LlamaGrammar | None = None) -> Generator[int, Any, None]:
+        assert self._llm is not None
+        return self._llm.generate(prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05,
+                                  repeat_penalty=1.0, grammar=grammar)
+
+    def _constrained_call(self, prompt: list[int], tools: Sequence[ToolSpec],
+                          temperature: float) -> tuple[ToolCall, int]:
+        """The call written again from the prompt plus the call tag, under a grammar made
+        from the tools' schemas; returns it and the tokens it took."""
+        import llama_cpp
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        assert self._llm is not None
+        key = json.dumps(list(tools), sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = LlamaGrammar.from_json_schema(
+                json.dumps(call_schema(tools)), verbose=False)
+        opening = self._llm.tokenize(OPENING.encode(), add_bos=False, special=True)
+        out: list[int] = []
+        tokens = self._generate(prompt + opening, temperature, self._grammars[key])
+        try:
+            for token in tokens:
+                if llama_cpp.llama_vocab_is_eog(self._vocab, token) or len(out) >= _CALL_TOKENS:
+                    break
+                out.append(token)
+        finally:
+            tokens.close()
+        return parse_call(self._llm.detokenize(out).decode("utf-8", "replace")), len(out)

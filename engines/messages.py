@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engines.model_ref import Kind, ModelRef
-from engines.protocols import AudioChunk, ChatMessage, EngineStats, Token, Transcript
+from engines.protocols import AudioChunk, ChatMessage, EngineStats, Token, ToolSpec, Transcript
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Generate:
     messages: tuple[ChatMessage, ...]
     max_tokens: int
     temperature: float
+    tools: tuple[ToolSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -16,13 +16,28 @@ import numpy.typing as npt
 Audio = npt.NDArray[np.float32]
 """Mono float32 samples in [-1, 1]."""
 
-Role = Literal["system", "user", "assistant"]
+ToolSpec = dict[str, Any]
+"""A function tool in the Chat Completions shape: {"type": "function", "function": {...}}."""
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+Finish = Literal["", "stop", "length", "tool"]
+"""Why a reply ended: the model stopped, `max_tokens` ran out, or it called a tool."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: str
+    """A JSON object, as the model wrote it (under a grammar, so it parses)."""
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    """An assistant turn that called tools; the results follow as "tool" messages."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +49,15 @@ class Transcript:
 
 @dataclass(frozen=True)
 class Token:
-    """A piece of LLM output; the last one of a stream carries the usage and `done`."""
+    """A piece of LLM output; the last one of a stream carries the usage, `done` and
+    `finish`. A tool call arrives as one Token with `tool_call` set, before the last."""
 
     text: str
     done: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tool_call: ToolCall | None = None
+    finish: Finish = ""
 
 
 @dataclass(frozen=True)
@@ -83,8 +101,11 @@ class STTEngine(Engine, Protocol):
 @runtime_checkable
 class LLMEngine(Engine, Protocol):
     def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> Generator[Token, None, None]: ...
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
+        tools: Sequence[ToolSpec] = (),
+    ) -> Generator[Token, None, None]:
+        """`tools` in the Chat Completions shape; a call, when the model makes one, ends
+        the stream (finish "tool")."""
 
 
 @runtime_checkable

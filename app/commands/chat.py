@@ -6,7 +6,7 @@ import asyncio
 import sys
 from contextlib import ExitStack
 
-from app.conversation.events import AgentEvent, AssistantDelta, AssistantDone
+from app.conversation.events import AgentEvent, Announcement, AssistantDelta, AssistantDone
 from app.conversation.outputs import SilentOutput, SpeakerOutput
 from app.conversation.session import open_session
 from app.settings import Settings
@@ -19,6 +19,8 @@ def _print_event(event: AgentEvent) -> None:
         print(event.delta, end="", flush=True)
     elif isinstance(event, AssistantDone):
         print(flush=True)
+    elif isinstance(event, Announcement):  # between turns, so on a line of its own
+        print(f"parley: {event.text}", flush=True)
 
 
 async def chat(settings: Settings, speak: bool) -> None:

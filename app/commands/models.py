@@ -64,6 +64,9 @@ def _list(args: argparse.Namespace, _config: object) -> int:
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[5])
     print("\n* the default model of its kind.  `parley models pull NAME` installs one.")
+    for row in rows:
+        if row["default_reason"]:
+            print(f"  {row['name']} is the default here: {row['default_reason']}.")
     return 0
 
 

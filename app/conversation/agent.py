@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from app.conversation.context import Here
 from app.conversation.events import (
+    Announcement,
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
@@ -28,23 +30,16 @@ from app.conversation.events import (
     UserSaid,
 )
 from app.conversation.interruption import from_the_user
-from app.conversation.metrics import (
-    AUDIO_SECONDS,
-    END_OF_SPEECH_TO_FIRST_AUDIO,
-    LLM_FIRST_PIECE,
-    LLM_FIRST_TOKEN,
-    STT,
-    TOKENS_PER_S,
-    TTS_AUDIO_SECONDS,
-    TTS_FIRST_AUDIO,
-    TTS_MS,
-)
+from app.conversation.metrics import AUDIO_SECONDS, STT, TTS_AUDIO_SECONDS, TTS_MS, turn_times
 from app.conversation.sentences import SentenceSplitter
+from app.conversation.spoken import Spoken
+from app.conversation.tooluse import ROUNDS, ToolUse
+from app.tools import ToolRegistry
 from audio.bargein import DuplexSettings
 from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
-from engines.protocols import Audio, ChatMessage, Transcript
+from engines.protocols import Audio, ChatMessage, ToolCall, ToolSpec, Transcript
 
 log = logging.getLogger(__name__)
 
@@ -85,42 +80,6 @@ class AgentSettings:
     """Whether, and how, the user can talk over a reply."""
 
 
-class Spoken:
-    """Which text each stretch of a reply's audio voices, to tell which words were heard."""
-
-    def __init__(self) -> None:
-        self.pieces: list[tuple[float, float, str]] = []
-        """(start, end, text) in seconds of the reply's audio."""
-        self.seconds = 0.0
-
-    def begin(self, text: str) -> None:
-        """The audio added from now on voices `text`."""
-        self.pieces.append((self.seconds, self.seconds, text))
-
-    def add(self, seconds: float) -> None:
-        start, _, text = self.pieces[-1]
-        self.seconds += seconds
-        self.pieces[-1] = (start, self.seconds, text)
-
-    def text(self) -> str:
-        """Everything voiced so far."""
-        return " ".join(text for start, end, text in self.pieces if end > start)
-
-    def heard(self, seconds: float) -> str:
-        """The words within the first `seconds`: whole pieces, then the share of the
-        current piece's words that its played share of audio carries."""
-        words: list[str] = []
-        for start, end, text in self.pieces:
-            if end == start:  # no audio for it yet
-                continue
-            if seconds >= end:
-                words += text.split()
-            elif seconds > start:
-                piece = text.split()
-                words += piece[:int(len(piece) * (seconds - start) / (end - start))]
-        return " ".join(words)
-
-
 @dataclass
 class _Reply:
     """The reply being spoken, and where its audio starts in the output's running total."""
@@ -134,8 +93,14 @@ class _Reply:
 
 class Agent(EventBus):
     def __init__(self, engines: EngineClient, output: AudioOutput, settings: AgentSettings,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 tools: ToolRegistry | None = None, here: Here | None = None) -> None:
+        """`tools` are offered to the model. `here` tells it where the user is (after the
+        system prompt) and when each message was said (a note before it, kept in the
+        history so earlier prompts stay the same)."""
         super().__init__()
+        self.tools = ToolUse(tools, self.publish) if tools is not None else None
+        self.here = here
         self.engines = engines
         self.output = output
         self.settings = settings
@@ -263,6 +228,8 @@ class Agent(EventBus):
     async def _answer(self, turn: int, generation: int, user_text: str, ended_at: float,
                       metrics: dict[str, float]) -> TurnMetrics | None:
         self.publish(UserSaid(turn, user_text))
+        if self.here is not None:
+            self.history.append(ChatMessage("system", self.here.note()))
         self.history.append(ChatMessage("user", user_text))
         self.set_state(State.THINKING)
         asked = self.clock()
@@ -271,29 +238,28 @@ class Agent(EventBus):
         current = self._reply = _Reply(turn, self.output.played_seconds())
         speaker = asyncio.create_task(self._speak(pieces, turn, generation, marks,
                                                   current.spoken))
-        splitter = SentenceSplitter(self.settings.first_piece_min_chars,
-                                    self.settings.first_piece_max_words)
-        reply, tokens = "", {"prompt": 0, "completion": 0}
+        said: list[str] = []
+
+        def say(piece: str) -> None:
+            marks.setdefault("first_piece", self.clock())
+            self.publish(AssistantDelta(turn, f" {piece}" if said else piece))
+            said.append(piece)
+            pieces.put_nowait(piece)
+
+        tokens = {"prompt": 0, "completion": 0}
         try:
-            async for token in self.engines.generate(
-                    self.history, turn, generation, self.settings.max_tokens,
-                    self.settings.temperature):
-                if generation != self.generation:
+            if self.tools is not None:
+                self.history += await self.tools.settle(turn, user_text)
+            for round_ in range(1, ROUNDS + 1):
+                specs = self.tools.specs() if self.tools and round_ < ROUNDS else []
+                call = await self._think(turn, generation, specs, say, marks, tokens)
+                if call is None or self.tools is None or generation != self.generation:
                     break
-                marks.setdefault("first_token", self.clock())
-                marks["last_token"] = self.clock()
-                if token.done:
-                    tokens = {"prompt": token.prompt_tokens,
-                              "completion": token.completion_tokens}
-                if token.text:
-                    reply += token.text
-                    self.publish(AssistantDelta(turn, token.text))
-                    for piece in splitter.push(token.text):
-                        marks.setdefault("first_piece", self.clock())
-                        pieces.put_nowait(piece)
-            for piece in splitter.flush():
-                marks.setdefault("first_piece", self.clock())
-                pieces.put_nowait(piece)
+                outcome = await self.tools.run(turn, call)
+                if isinstance(outcome, str):  # a question: the call waits for the answer
+                    say(outcome)
+                    break
+                self.history += outcome
             pieces.put_nowait(None)
             await speaker
             await self.output.drain()
@@ -301,18 +267,69 @@ class Agent(EventBus):
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await speaker
-            self._keep_reply(current, reply)
+            self._keep_reply(current, " ".join(said))
             self._fail(err)
             return None
-        reply = self._keep_reply(current, reply)
+        reply = self._keep_reply(current, " ".join(said))
         if current.heard_text is None:
             self.publish(AssistantDone(turn, reply))
-        metrics.update(_stage_times(asked, ended_at, marks, tokens["completion"]))
+        metrics.update(turn_times(asked, ended_at, marks, tokens["completion"]))
         result = TurnMetrics(turn, user_text, reply, metrics, tokens)
         self.turns.append(result)
         self.publish(result)
         self.set_state(State.LISTENING)
         return result
+
+    async def _think(self, turn: int, generation: int, specs: list[ToolSpec],
+                     say: Callable[[str], None], marks: dict[str, float],
+                     tokens: dict[str, int]) -> ToolCall | None:
+        """One model call: its words go to `say` in speakable pieces; returns the tool call
+        it made, if any. A reply cut by the token limit ends at its
+        last whole piece, never mid-word."""
+        splitter = SentenceSplitter(self.settings.first_piece_min_chars,
+                                    self.settings.first_piece_max_words)
+        call: ToolCall | None = None
+        finish = ""
+        async for token in self.engines.generate(
+                self._prompt(), turn, generation, self.settings.max_tokens,
+                self.settings.temperature, specs):
+            if generation != self.generation:
+                break
+            marks.setdefault("first_token", self.clock())
+            marks["last_token"] = self.clock()
+            call = token.tool_call or call
+            if token.done:
+                finish = token.finish
+                tokens["prompt"] += token.prompt_tokens
+                tokens["completion"] += token.completion_tokens
+            for piece in splitter.push(token.text):
+                say(piece)
+        if finish != "length":
+            for piece in splitter.flush():
+                say(piece)
+        return call
+
+    def _prompt(self) -> list[ChatMessage]:
+        """The history, the system prompt ending with where the user is."""
+        first, *rest = self.history
+        if self.here is None or first.role != "system":
+            return self.history
+        return [ChatMessage("system", f"{first.content.rstrip()} {self.here.place()}"), *rest]
+
+    async def announce(self, text: str) -> None:
+        """Say something unprompted (a timer went off), between turns, never over one."""
+        async with self._one_turn_at_a_time:
+            self.publish(Announcement(text))
+            self.history.append(ChatMessage("assistant", text))
+            pieces: asyncio.Queue[str | None] = asyncio.Queue()
+            for piece in (text, None):
+                pieces.put_nowait(piece)
+            try:
+                await self._speak(pieces, self._turns, self.generation, {}, Spoken())
+                await self.output.drain()
+            except ParleyError as err:
+                self.publish(ErrorOccurred(err.message, err.hint))
+            self.set_state(State.LISTENING)
 
     async def _speak(self, pieces: asyncio.Queue[str | None], turn: int, generation: int,
                      marks: dict[str, float], spoken: Spoken) -> None:
@@ -348,23 +365,3 @@ class Agent(EventBus):
     def _fail(self, err: ParleyError) -> None:
         self.publish(ErrorOccurred(err.message, err.hint))
         self.set_state(State.LISTENING)
-
-
-def _stage_times(asked: float, ended_at: float, marks: dict[str, float],
-                 completion_tokens: int) -> dict[str, float]:
-    """Milliseconds for each stage that happened; missing marks mean the stage never ran.
-    Also the LLM's tokens per second and what the TTS spent for how much speech (the
-    speaker keeps those two totals in `marks` under their metric names)."""
-    out: dict[str, float] = {k: v for k, v in marks.items()
-                             if k in (TTS_MS, TTS_AUDIO_SECONDS)}
-    if completion_tokens > 1 and marks.get("last_token", 0) > marks.get("first_token", 0):
-        out[TOKENS_PER_S] = (completion_tokens - 1) / (marks["last_token"]
-                                                       - marks["first_token"])
-    if "first_token" in marks:
-        out[LLM_FIRST_TOKEN] = (marks["first_token"] - asked) * 1000
-    if "first_audio" in marks and "first_piece_sent" in marks:
-        out[TTS_FIRST_AUDIO] = (marks["first_audio"] - marks["first_piece_sent"]) * 1000
-        out[END_OF_SPEECH_TO_FIRST_AUDIO] = (marks["first_audio"] - ended_at) * 1000
-    if "first_piece" in marks and "first_token" in marks:
-        out[LLM_FIRST_PIECE] = (marks["first_piece"] - asked) * 1000
-    return out

@@ -65,3 +65,23 @@ def stage_times(metrics_ms: Mapping[str, float]) -> dict[str, float]:
     if total is not None:
         stages[OTHER] = max(0.0, total - sum(stages.values()))
     return stages
+
+
+def turn_times(asked: float, ended_at: float, marks: dict[str, float],
+                 completion_tokens: int) -> dict[str, float]:
+    """Milliseconds for each stage that happened; missing marks mean the stage never ran.
+    Also the LLM's tokens per second and what the TTS spent for how much speech (the
+    speaker keeps those two totals in `marks` under their metric names)."""
+    out: dict[str, float] = {k: v for k, v in marks.items()
+                             if k in (TTS_MS, TTS_AUDIO_SECONDS)}
+    if completion_tokens > 1 and marks.get("last_token", 0) > marks.get("first_token", 0):
+        out[TOKENS_PER_S] = (completion_tokens - 1) / (marks["last_token"]
+                                                       - marks["first_token"])
+    if "first_token" in marks:
+        out[LLM_FIRST_TOKEN] = (marks["first_token"] - asked) * 1000
+    if "first_audio" in marks and "first_piece_sent" in marks:
+        out[TTS_FIRST_AUDIO] = (marks["first_audio"] - marks["first_piece_sent"]) * 1000
+        out[END_OF_SPEECH_TO_FIRST_AUDIO] = (marks["first_audio"] - ended_at) * 1000
+    if "first_piece" in marks and "first_token" in marks:
+        out[LLM_FIRST_PIECE] = (marks["first_piece"] - asked) * 1000
+    return out

@@ -6,18 +6,21 @@ models the same way and report them the same way.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from app.conversation.agent import Agent, AgentSettings, AudioOutput
+from app.conversation.context import Here
 from app.conversation.events import AgentEvent, ErrorOccurred
 from app.settings import Settings
+from app.tools import Toolbox, default_tools
 from audio.bargein import Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
 from engines.model_ref import KINDS, Kind, ModelRef
-from engines.models import for_this_machine, resolve
+from engines.models import resolve
 from engines.protocols import VADEngine
 
 
@@ -28,7 +31,7 @@ def agent_settings(settings: Settings) -> AgentSettings:
 
 
 def resolve_model(settings: Settings, kind: Kind) -> ModelRef:
-    return resolve(for_this_machine(settings.model(kind), kind), kind)
+    return resolve(settings.model(kind), kind)
 
 
 def resolve_models(settings: Settings) -> dict[Kind, ModelRef]:
@@ -64,6 +67,8 @@ class Session:
     agent: Agent
     engines: EngineClient
     models: dict[Kind, ModelRef]
+    toolbox: Toolbox
+    """The tools the agent offers the model; owns the reminders that announce themselves."""
 
     def models_report(self) -> dict[str, dict[str, Any]]:
         report: dict[str, dict[str, Any]] = {}
@@ -74,6 +79,7 @@ class Session:
         return report
 
     async def close(self) -> None:
+        self.toolbox.close()
         await self.engines.close()
 
 
@@ -87,6 +93,16 @@ async def open_session(settings: Settings, output: AudioOutput) -> Session:
     except BaseException:
         await engines.close()
         raise
-    agent = Agent(engines, output, agent_settings(settings))
+    tasks: set[asyncio.Task[None]] = set()
+
+    def announce(text: str) -> None:
+        """A reminder went off: the agent says it between turns."""
+        task = asyncio.get_running_loop().create_task(agent.announce(text))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    toolbox = default_tools(announce)
+    agent = Agent(engines, output, agent_settings(settings), tools=toolbox, here=Here())
     agent.subscribe(print_errors)
-    return Session(agent, engines, models)
+    toolbox.start()
+    return Session(agent, engines, models, toolbox)

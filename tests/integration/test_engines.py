@@ -109,7 +109,8 @@ def test_the_llm_streams_a_reply_with_token_counts(llm: LlamaLLM) -> None:
     *pieces, last = tokens
     assert pieces and all(not t.done and t.text for t in pieces)
     assert last == Token("", done=True, prompt_tokens=last.prompt_tokens,
-                         completion_tokens=last.completion_tokens)
+                         completion_tokens=last.completion_tokens, finish=last.finish)
+    assert last.finish in ("stop", "length")
     assert last.prompt_tokens > 10 and 1 <= last.completion_tokens <= 40
     assert "".join(t.text for t in pieces).strip()
     timings = llm.stats.last_call_ms

@@ -1,0 +1,107 @@
+"""Tool calls on a local model: how the prompt offers tools, how a call is spotted in the
+reply's first characters, and the grammar that makes every call parse and validate.
+
+Small models announce a call in several ways (Qwen's `<tool_call>` tag, a ```json fence,
+a bare `{"name": …}`), and write it sloppily. So the engine only *spots* the start of a
+call; the call itself is then generated again under a llama.cpp grammar built from the
+tools' JSON schemas, so it always names a real tool with valid arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from engines.protocols import ChatMessage, ToolCall, ToolSpec
+
+OPENING = "<tool_call>\n"
+"""What the prompt is given before a constrained call: the Hermes/Qwen call tag."""
+
+_CALL_START = re.compile(r'\s*(<tool_call>|```(?:json)?\s*\{|\{+\s*"name")')
+_MAYBE = ("<tool_call>", "```", "{")
+_UNDECIDED_CHARS = 24
+"""Text this long that has not become a call's opening is a spoken reply."""
+
+
+def call_start(text: str, names: Sequence[str]) -> bool | None:
+    """True when the reply so far opens a tool call, False when it cannot, None when it is
+    too early to tell (the text is held back until then).
+
+    Besides the tagged and JSON forms, a reply that begins with a tool's name and "(" (or
+    "TOOL:") is a call written as code, which small models often do.
+    """
+    stripped = re.sub(r"^\s*(?:tool:\s*)?", "", text, flags=re.IGNORECASE)
+    if _CALL_START.match(text) or any(stripped.startswith(f"{n}(") for n in names):
+        return True
+    if not text.strip():
+        return None
+    starts = (*_MAYBE, "tool:", *(f"{n}(" for n in names))
+    lowered = text.lstrip().lower()
+    could = any(m.lower().startswith(lowered) or lowered.startswith(m.lower()) for m in starts)
+    could = could or any(f"{n}(".startswith(stripped) for n in names if stripped)
+    return None if could and len(lowered) < _UNDECIDED_CHARS else False
+
+
+def call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
+    """The JSON schema of one call of any of `tools`: the grammar that constrains it."""
+    return {"oneOf": [{
+        "type": "object",
+        "properties": {"name": {"const": spec["function"]["name"]},
+                       "arguments": spec["function"].get("parameters", {"type": "object"})},
+        "required": ["name", "arguments"],
+        "additionalProperties": False,
+    } for spec in tools]}
+
+
+def parse_call(text: str) -> ToolCall:
+    """The call the grammar produced; text that is no JSON object (cut short by the token
+    cap) gives a nameless call, which the caller's validation reports."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return ToolCall("", text)
+    if not isinstance(data, dict):
+        return ToolCall("", text)
+    return ToolCall(str(data.get("name", "")), json.dumps(data.get("arguments", {})))
+
+
+def instructions(tools: Sequence[ToolSpec]) -> str:
+    """Tools offered in the system prompt, one short line each (every token of it costs
+    prefill time on a small CPU)."""
+    lines = "\n".join(f"- {_signature(spec['function'])}: {spec['function']['description']}"
+                       for spec in tools)
+    return ("\n\nYou have these tools:\n" + lines + "\nTo use one, reply with only "
+            '<tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>. '
+            "Use a tool only when the user asks for what it does; otherwise answer in words.")
+
+
+def _signature(function: dict[str, Any]) -> str:
+    """`name(arg, optional?)`, as a reader of Python would guess the arguments."""
+    parameters = function.get("parameters", {})
+    required = set(parameters.get("required", []))
+    names = [n if n in required else f"{n}?" for n in parameters.get("properties", {})]
+    return f"{function['name']}({', '.join(names)})"
+
+
+def template_messages(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+                      ) -> list[dict[str, str]]:
+    """Messages as any chat template reads them: the tools described in the system prompt,
+    calls and results as tagged text. Native tool templates are not used: on the small
+    Qwen models they made calls for questions that needed none."""
+    out: list[dict[str, str]] = []
+    for message in messages:
+        if message.role == "tool":
+            out.append({"role": "user",
+                        "content": f"<tool_response>\n{message.content}\n</tool_response>"})
+            continue
+        calls = "".join(f'<tool_call>{{"name": {json.dumps(c.name)}, "arguments": '
+                        f"{c.arguments}}}</tool_call>" for c in message.tool_calls)
+        out.append({"role": message.role, "content": message.content + calls})
+    if tools:
+        if out and out[0]["role"] == "system":
+            out[0] = {"role": "system", "content": out[0]["content"] + instructions(tools)}
+        else:
+            out.insert(0, {"role": "system", "content": instructions(tools).strip()})
+    return out

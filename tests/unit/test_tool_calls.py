@@ -1,0 +1,64 @@
+"""How the engine tells a spoken reply from the opening of a tool call, and how calls and
+results are written into a prompt for any chat template."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engines.protocols import ChatMessage, ToolCall
+from engines.tool_calls import call_schema, call_start, parse_call, template_messages
+
+NAMES = ["set_timer", "calculate"]
+SPECS = [{"type": "function", "function": {
+    "name": "set_timer", "description": "Start a countdown timer.",
+    "parameters": {"type": "object", "properties": {"seconds": {"type": "number"}},
+                   "required": ["seconds"], "additionalProperties": False}}}]
+
+
+@pytest.mark.parametrize("text", [
+    "<tool_call>", '{"name": "set_timer"', '{{"name":', '```json\n{', "set_timer(5)",
+    "TOOL: set_timer(", "  <tool_call>\n{",
+])
+def test_the_ways_small_models_open_a_call_are_recognised(text: str) -> None:
+    assert call_start(text, NAMES) is True
+
+
+@pytest.mark.parametrize("text", ["The capital", "Paris.", "<b>", "```python\nprint('hello, world')\n",
+                                  "{ This is not a call at all, just braces"])
+def test_a_spoken_reply_is_released_at_once_or_soon(text: str) -> None:
+    assert call_start(text, NAMES) is False
+
+
+@pytest.mark.parametrize("text", ["", "  ", "<tool", "{", "```", "set_ti", "TOOL:"])
+def test_a_reply_that_may_still_open_a_call_is_held(text: str) -> None:
+    assert call_start(text, NAMES) is None
+
+
+def test_a_call_and_its_result_become_tagged_text_and_the_tools_join_the_system_prompt(
+) -> None:
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Time me 5 s."),
+                ChatMessage("assistant", "", (ToolCall("set_timer", '{"seconds": 5}'),)),
+                ChatMessage("tool", '{"started": true}')]
+    out = template_messages(messages, SPECS)
+    assert out[0]["role"] == "system" and "set_timer(seconds)" in out[0]["content"]
+    assert out[2] == {"role": "assistant", "content":
+                      '<tool_call>{"name": "set_timer", "arguments": {"seconds": 5}}</tool_call>'}
+    assert out[3] == {"role": "user",
+                      "content": '<tool_response>\n{"started": true}\n</tool_response>'}
+    assert template_messages(messages[:2], []) == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Time me 5 s."}]
+
+
+def test_the_grammar_schema_names_each_tool_and_its_arguments() -> None:
+    schema = call_schema(SPECS)
+    (option,) = schema["oneOf"]
+    assert option["properties"]["name"] == {"const": "set_timer"}
+    assert option["properties"]["arguments"]["required"] == ["seconds"]
+
+
+def test_a_call_cut_short_parses_to_a_nameless_call_the_agent_reports() -> None:
+    assert parse_call('{"name": "set_timer", "arguments": {"seconds": 5}}') == ToolCall(
+        "set_timer", json.dumps({"seconds": 5}))
+    assert parse_call('{"name": "set_ti') == ToolCall("", '{"name": "set_ti')
