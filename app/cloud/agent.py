@@ -39,6 +39,7 @@ from app.cloud.errors import describe
 from app.cloud.link import Link
 from app.cloud.settings import RATE, CloudSettings, session_config
 from app.conversation.events import (
+    Announcement,
     AssistantDelta,
     AssistantDone,
     ErrorOccurred,
@@ -47,6 +48,8 @@ from app.conversation.events import (
     RateLimit,
     RateLimitsUpdated,
     State,
+    ToolCalled,
+    ToolFinished,
     TurnMetrics,
     UserSaid,
 )
@@ -56,7 +59,7 @@ from app.conversation.metrics import (
     END_OF_SPEECH_TO_SPEECH_STOPPED,
     SPEECH_STOPPED_TO_FIRST_AUDIO,
 )
-from app.tools import default_tools
+from app.tools import Toolbox, ToolRegistry, default_tools
 from engines.protocols import Audio, ChatMessage
 
 
@@ -77,7 +80,11 @@ class _Turn:
 class CloudAgent(EventBus):
     def __init__(self, client: AsyncOpenAI, settings: CloudSettings, speaker: Speaker,
                  history: list[ChatMessage] | None = None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
+                 clock: Callable[[], float] = time.perf_counter,
+                 tools: ToolRegistry | None = None) -> None:
+        """`tools`: a toolbox its owner starts and closes (one per process, so each
+        reminder is said once, by the conversation the owner routes it to); without one
+        the agent builds, starts and closes its own, announcing through `announce`."""
         super().__init__()
         self.settings = settings
         self.speaker = speaker
@@ -85,7 +92,13 @@ class CloudAgent(EventBus):
         self.history = history or [ChatMessage("system", settings.instructions)]
         self.turns: list[TurnMetrics] = []
         self.rate_limits: tuple[RateLimit, ...] = ()
-        self.tools = default_tools(self.announce)
+        self._own_tools: Toolbox | None = None
+        if tools is None:
+            tools = self._own_tools = default_tools(self.announce)
+        self.tools = tools
+        self.unsaid: list[str] = []
+        """Announcements waiting for the turn under way or for the connection; a
+        conversation closed before saying them leaves them here for another to say."""
         self.player = ReplyPlayer(speaker)
         self.link = Link(client, settings.model, settings.reconnect_attempts, self._open,
                          self._on_event, self._on_drop)
@@ -104,11 +117,13 @@ class CloudAgent(EventBus):
     async def run(self) -> None:
         """Hold the session open (reconnecting) until cancelled; raises CloudError if the
         cloud cannot be reached or the key is refused."""
-        self.tools.start()
+        if self._own_tools is not None:
+            self._own_tools.start()
         await self.link.run()
 
     async def close(self) -> None:
-        self.tools.close()
+        if self._own_tools is not None:
+            self._own_tools.close()
         self.player.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -159,17 +174,23 @@ class CloudAgent(EventBus):
     def announce(self, text: str) -> None:
         """Something a tool wants said later (a timer ran out): the model says it, once
         the turn under way is over (one response at a time is all the API allows) and while
-        connected (a reminder due at start-up waits for the session)."""
-        self._spawn(self._announce(text))
+        connected (a reminder due at start-up waits for the session). Several due at
+        once are told in one response: a second response.create would be refused."""
+        self.unsaid.append(text)
+        if len(self.unsaid) == 1:
+            self._spawn(self._announce())
 
-    async def _announce(self, text: str) -> None:
+    async def _announce(self) -> None:
         while (self._turn is not None or self._response is not None
                or not self.link.connected.is_set()):
             await asyncio.sleep(0.1)
+        said, self.unsaid = self.unsaid, []
+        for text in said:
+            self.publish(Announcement(text))
         self.link.send({"type": "conversation.item.create",
                         "item": {"type": "message", "role": "system",
                                  "content": [{"type": "input_text",
-                                              "text": f"{text} Tell the user now."}]}})
+                                              "text": f"{' '.join(said)} Tell the user now."}]}})
         self.link.send({"type": "response.create"})
 
     # -- the connection --------------------------------------------------------------------
@@ -285,7 +306,7 @@ class CloudAgent(EventBus):
         _add_usage(turn.tokens, response.usage)
         if response.status == "completed" and turn.calls:
             calls, turn.calls = turn.calls, []
-            self._spawn(self._run_tools(calls))
+            self._spawn(self._run_tools(turn.number, calls))
             return
         if response.status in ("failed", "incomplete"):
             details = response.status_details
@@ -296,9 +317,13 @@ class CloudAgent(EventBus):
                                   error.code if error else None))
         self._spawn(self._settle(turn))
 
-    async def _run_tools(self, calls: list[tuple[str, str, str]]) -> None:
+    async def _run_tools(self, turn: int, calls: list[tuple[str, str, str]]) -> None:
+        """Run the response's calls and ask for the answer. Nothing waits for a yes here:
+        the model was told to get it before calling (`ToolRegistry.schemas`)."""
         for call_id, name, arguments in calls:
+            self.publish(ToolCalled(turn, name, arguments))
             output = await self.tools.call(name, arguments)
+            self.publish(ToolFinished(turn, name, output))
             self.link.send({"type": "conversation.item.create",
                             "item": {"type": "function_call_output", "call_id": call_id,
                                      "output": output}})

@@ -4,7 +4,8 @@ The GUI renders the events this publishes (through the local Agent's event bus) 
 these methods; tests drive the same object. It holds one active `Conversation` (the local
 Agent, or the cloud's while in cloud mode) and one `Listener` feeding it from the
 microphone, and hands the other jobs to its parts: `Models` (the switcher), `Devices`,
-`Conversations` (the store) and the usage sampler.
+`Conversations` (the store) and the usage sampler. The session's toolbox serves both modes,
+and its reminders are said by the active conversation.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from app.conversation.session import Session, agent_settings, endpointer_factory
 from app.conversation.voice import ListenMode, VoiceLoop
 from app.settings import Changes, Settings, reloads, save_user_settings
 from app.storage import Storage, StoredTurn
+from app.tools import Announce
 from audio.bargein import DuplexMode, Endpointers
 from audio.devices import DeviceInfo
 from engines.errors import ParleyError
@@ -65,6 +67,7 @@ class Controller:
         self._voice_task: asyncio.Task[Any] | None = None
         self._cloud_task: asyncio.Task[None] | None = None
         self._subscribers: list[Callable[[AgentEvent], None]] = []
+        self._announce_locally: Announce | None = None
 
     # -- what the window asks ----------------------------------------------------------------
     @property
@@ -140,6 +143,8 @@ class Controller:
         """Load the models and open the devices. A missing device is reported, not fatal:
         the conversation then works by typing."""
         self.session = await open_session(self.settings, self.audio.output)
+        reminders = self.session.toolbox.reminders
+        self._announce_locally, reminders.announce = reminders.announce, self._announce
         self._models.session = self.session
         self.conversation = self.session.agent
         for callback in self._subscribers:
@@ -197,6 +202,14 @@ class Controller:
         if self.listener is not None:
             self.listener.release_to_talk()
 
+    def _announce(self, text: str) -> None:
+        """A reminder went off: the conversation the user is in says it, so it is said
+        once and in the voice they are hearing (there is one toolbox for both modes)."""
+        if self.cloud is not None:
+            self.cloud.announce(text)
+        elif self._announce_locally is not None:
+            self._announce_locally(text)
+
     # -- cloud mode --------------------------------------------------------------------------
     async def set_cloud(self, on: bool) -> bool:
         """Move the current conversation to the OpenAI Realtime API (on) or back to the
@@ -222,7 +235,9 @@ class Controller:
             return False
         self.agent.interrupt()
         await self._stop_listening()
-        cloud = CloudAgent(client, self.settings.cloud, playback, history=self.agent.history)
+        assert self.session is not None  # self.agent has checked
+        cloud = CloudAgent(client, self.settings.cloud, playback, history=self.agent.history,
+                           tools=self.session.toolbox)
         cloud.subscribe(self.publish)  # the window, storage and metrics see it all
         self.conversation = cloud
         self._cloud_task = asyncio.create_task(self._hold_cloud(cloud))
@@ -243,12 +258,15 @@ class Controller:
             await self._stop_cloud()
 
     async def _stop_cloud(self) -> None:
-        """Back to local: the microphone goes to the local voice loop again."""
-        if self.cloud is not None:
+        """Back to local: the microphone goes to the local voice loop again, and the
+        local agent says what the cloud had no time to (a reminder due while connecting)."""
+        if (cloud := self.cloud) is not None:
             await self._close_cloud()
             self._start_listening()
             self.publish(ModeChanged("local"))
             self.publish(StateChanged(self.agent.state))
+            for text in cloud.unsaid:
+                self._announce(text)
 
     async def _close_cloud(self) -> None:
         """End the cloud session; a reply under way ends as far as it was heard, which is

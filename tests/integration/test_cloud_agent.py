@@ -21,14 +21,18 @@ from app.cloud.link import CloudError
 from app.cloud.settings import CloudSettings
 from app.conversation.events import (
     AgentEvent,
+    Announcement,
     AssistantDone,
     ErrorOccurred,
     Interrupted,
     RateLimitsUpdated,
     State,
+    ToolCalled,
+    ToolFinished,
     TurnMetrics,
 )
 from app.settings import load_settings
+from app.tools import ToolRegistry, default_tools
 from audio.devices import pick_device
 from audio.playback import Playback
 from tests.realtime_server import RealtimeServer, Reply, Scenario
@@ -46,13 +50,13 @@ def serve(pulse: Any, user_dirs: Any, realtime_servers: Any) -> Any:
 
 
 @contextlib.asynccontextmanager
-async def talking(settings: CloudSettings | None = None
+async def talking(settings: CloudSettings | None = None, tools: ToolRegistry | None = None
                   ) -> AsyncIterator[tuple[CloudAgent, list[AgentEvent]]]:
     """A connected cloud agent on the default speaker, and every event it publishes."""
     events: list[AgentEvent] = []
     with Playback(pick_device(None, "output")) as playback:
         agent = CloudAgent(AsyncOpenAI(api_key="sk-test-local"),
-                           settings or load_settings().cloud, playback)
+                           settings or load_settings().cloud, playback, tools=tools)
         agent.subscribe(events.append)
         session = asyncio.create_task(agent.run())
         await asyncio.wait_for(agent.link.connected.wait(), 10)
@@ -231,13 +235,19 @@ def test_a_timer_set_by_voice_is_announced_when_it_runs_out(serve: Any) -> None:
         Reply(call=("set_timer", {"seconds": 1, "label": "tea timer"})),
         Reply("Your tea timer is running."), Reply(announce)]))
 
-    async def story() -> list[TurnMetrics]:
-        async with talking() as (agent, _):
+    async def story() -> tuple[list[TurnMetrics], list[AgentEvent]]:
+        async with talking() as (agent, events):
             await asyncio.wait_for(agent.say("Set a tea timer for one second."), 30)
             await until(lambda: len(agent.turns) >= 2, 30, "the timer to be announced")
-            return agent.turns
+            return agent.turns, events
 
-    set_turn, rang = asyncio.run(asyncio.wait_for(story(), 60))
+    (set_turn, rang), events = asyncio.run(asyncio.wait_for(story(), 60))
+    # the window is told of the call, its result and the announcement, in that order
+    told = [e for e in events if isinstance(e, ToolCalled | ToolFinished | Announcement)]
+    assert told[0] == ToolCalled(1, "set_timer", '{"seconds": 1, "label": "tea timer"}')
+    assert isinstance(told[1], ToolFinished) and told[1].turn == 1
+    assert json.loads(told[1].result)["set"] == "1 second timer 'tea timer'"
+    assert told[2:] == [Announcement("Your 1 second timer 'tea timer' is done.")]
     assert set_turn.assistant_text == "Your tea timer is running."
     assert rang.user_text == "" and "tea timer" in rang.assistant_text
     received = server.connections[0].received
@@ -247,6 +257,33 @@ def test_a_timer_set_by_voice_is_announced_when_it_runs_out(serve: Any) -> None:
     # announced only after the reply that was playing had finished
     done = [e for e in server.connections[0].sent if e["type"] == "response.done"]
     assert len(done) == 3 and [d["response"]["status"] for d in done] == ["completed"] * 3
+
+
+def test_a_toolbox_it_is_given_runs_its_calls_and_is_not_closed_with_it(serve: Any) -> None:
+    """The window's toolbox serves both modes: its owner routes the reminders and closes
+    it, so the cloud agent runs calls on it and leaves it running when it closes."""
+    serve(Scenario(replies=[Reply(call=("set_timer", {"seconds": 60, "label": "pasta"})),
+                            Reply("Your pasta timer is running.")]))
+    said: list[str] = []
+
+    async def story() -> tuple[list[AgentEvent], Any]:
+        toolbox = default_tools(said.append)
+        toolbox.start()
+        try:
+            async with talking(tools=toolbox) as (agent, events):
+                await asyncio.wait_for(agent.say("Set a pasta timer for a minute."), 30)
+            pending = toolbox.reminders.list_timers()
+            toolbox.reminders.set_timer(0.1, "after")
+            await until(lambda: said, 10, "the toolbox to announce after the agent closed")
+            return events, pending
+        finally:
+            toolbox.close()
+
+    events, pending = asyncio.run(asyncio.wait_for(story(), 60))
+    assert [t["what"] for t in pending["timers"]] == ["1 minute timer 'pasta'"]
+    assert said == ["Your 0.1 second timer 'after' is done."]
+    assert [type(e) for e in events if isinstance(e, ToolCalled | ToolFinished)] == [
+        ToolCalled, ToolFinished]
 
 
 def test_push_to_talk_sends_what_was_said_while_held(serve: Any) -> None:
