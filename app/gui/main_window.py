@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.control.controller import Controller
 from app.conversation.events import (
     AgentEvent,
+    Announcement,
     AssistantDelta,
     AssistantDone,
     ConversationOpened,
@@ -40,6 +41,8 @@ from app.conversation.events import (
     ModelFailed,
     ModelLoading,
     StateChanged,
+    ToolCalled,
+    ToolFinished,
     TurnMetrics,
     UserSaid,
 )
@@ -335,6 +338,12 @@ class MainWindow(QMainWindow):
             self.conversation.assistant_delta(event.delta)
         elif isinstance(event, AssistantDone):
             self.conversation.assistant_done(event.text)
+        elif isinstance(event, ToolCalled):
+            self.conversation.tool_called(event.name, event.arguments, event.waiting)
+        elif isinstance(event, ToolFinished):
+            self.conversation.tool_finished(event.name, event.result)
+        elif isinstance(event, Announcement):
+            self.conversation.announcement(event.text)
         elif isinstance(event, Interrupted):
             self.conversation.assistant_interrupted(event.heard_text)
             self.statusBar().showMessage(

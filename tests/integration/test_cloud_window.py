@@ -16,7 +16,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from app.cloud.link import Link
+from app.conversation.events import Announcement, State, StateChanged
 from app.gui.main_window import MainWindow
+from app.gui.theme import apply_theme
 from app.settings import user_config_path
 from engines.protocols import ChatMessage
 from tests.realtime_server import TEST_KEY, Reply, Scenario
@@ -92,6 +94,20 @@ def short_local_answers(controller: Any) -> None:
     """The stories wait for each local answer to be spoken; at the default 160 tokens the
     small model sometimes rambles for a minute of speech, longer than a turn may take."""
     controller.loop.run_until_complete(controller.update_settings({"llm": {"max_tokens": 48}}))
+
+
+@pytest.fixture
+def light(qapp: QApplication) -> Iterator[None]:
+    """The light theme, as the window has it (for the screenshot), and the shared
+    application's look put back."""
+    style, palette, sheet = qapp.style().name(), qapp.palette(), qapp.styleSheet()
+    apply_theme(qapp, "light")
+    yield
+    if style:  # empty when a stylesheet was in force: the original style is still there
+        qapp.setStyle(style)
+    qapp.setPalette(palette)
+    qapp.setStyleSheet(sheet)
+    qapp.styleHints().setColorScheme(Qt.ColorScheme.Unknown)
 
 
 @pytest.fixture
@@ -206,6 +222,58 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     stored = [(t.role, t.text) for t in controller.storage.turns(controller.conversation_id)]
     assert [text for _, text in stored] == [b.text for b in window.conversation.bubbles]
     assert [role for role, _ in stored] == ["user", "assistant"] * 4
+
+
+def test_in_cloud_mode_a_tool_call_is_shown_and_its_timer_is_announced_once_by_the_cloud(
+        controller: Any, qtbot: Any, serve: Any, light: None) -> None:
+    """One toolbox per process: the cloud runs the model's call on the window's toolbox,
+    and when the timer goes off the cloud conversation (the active one) says it, once, after
+    the reply under way; back in local mode the same toolbox announces through the local
+    agent (closing the cloud conversation did not close it)."""
+    server = serve(Scenario(replies=[Reply(call=("set_timer", {"seconds": 1, "label": "tea"})),
+                                     Reply("Your tea timer is running."),
+                                     Reply("Your tea is ready.")]))
+    events: list[Any] = []
+    controller.subscribe(events.append)
+    window = window_for(controller, qtbot)
+    window.where.setCurrentIndex(1)
+    connected(controller)
+    assert controller.cloud.tools is controller.session.toolbox
+    qtbot.keyClicks(window.input, "Set a tea timer for one second.")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)
+    bubbles = window.conversation.bubbles
+    wait(controller, lambda: len(bubbles) == 4 and len(controller.cloud.turns) == 2,
+         30, lambda: "the answer, the announcement and what the cloud said of it; the window "
+                     f"shows {[(b.role, b.text) for b in bubbles]}, {window.state_badge.text()}")
+    said = "Your 1 second timer 'tea' is done."
+    assert [(b.role, b.text) for b in bubbles] == [
+        ("user", "Set a tea timer for one second."), ("assistant", "Your tea timer is running."),
+        ("announcement", said), ("assistant", "Your tea is ready.")]
+    [line] = bubbles[1].tools
+    assert line.text().startswith("⚙ set_timer · seconds 1, label tea → id ")
+    assert "set 1 second timer 'tea'" in line.text()
+    notes = [e["item"]["content"][0]["text"] for e in server.connections[0].of_type(
+        "conversation.item.create") if e["item"].get("role") == "system"]
+    assert notes == [f"{said} Tell the user now."]
+    assert [e for e in events if isinstance(e, Announcement)] == [Announcement(said)]
+    assert ChatMessage("assistant", said) not in controller.agent.history  # not said locally
+    DOCS.mkdir(parents=True, exist_ok=True)
+    assert window.grab().save(str(DOCS / "tools.png"))
+
+    qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
+    wait(controller, lambda: controller.cloud is None, 10, "the window to be back in local mode")
+    controller.session.toolbox.reminders.set_timer(1, "eggs")
+    eggs = Announcement("Your 1 second timer 'eggs' is done.")
+
+    def said_aloud() -> bool:
+        seen = [e for e in events if isinstance(e, Announcement | StateChanged)]
+        return eggs in seen and StateChanged(State.SPEAKING) in seen[seen.index(eggs):] \
+            and controller.agent.state == State.LISTENING
+
+    wait(controller, said_aloud, 60, lambda: "the local agent to say the eggs are done; the "
+         f"window shows {[(b.role, b.text) for b in bubbles[-2:]]}")
+    assert (bubbles[-1].role, bubbles[-1].text) == ("announcement", eggs.text)
+    assert controller.agent.history[-1] == ChatMessage("assistant", eggs.text)
 
 
 def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_add_one(

@@ -7,9 +7,11 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 
-from app.conversation.events import MicLevel
+from app.conversation.events import Announcement, AssistantDone, MicLevel, State, StateChanged
 from app.gui.main_window import MainWindow
+from engines.protocols import ChatMessage, ToolCall
 from tests.speech import conversation_wav
+from tests.waiting import run_until
 
 
 def wait(controller: Any, qtbot: Any, condition: Any, timeout_s: float = 60) -> None:
@@ -57,6 +59,46 @@ def test_holding_space_records_a_question_and_releasing_it_gets_an_answer(
     wait(controller, qtbot, lambda: len(window.conversation.bubbles) == 2
          and window.state_badge.text() == "Listening", 90)
     assert "moon" in window.conversation.bubbles[0].text.lower()
+
+
+def test_a_tool_call_is_shown_in_the_reply_and_the_timer_it_set_announces_itself(
+        controller: Any, qtbot: Any) -> None:
+    """The Agent's own tool step runs a real set_timer (tools.db in the data folder); the
+    window shows the call and its result in the reply, and when the timer goes off the
+    active conversation (the local agent) says it, in a bubble of its own."""
+    window = MainWindow(controller)
+    qtbot.addWidget(window)
+    window.show()
+    events: list[Any] = []
+    controller.subscribe(events.append)
+    tools = controller.agent.tools
+    assert tools is not None
+    call = ToolCall("set_timer", '{"seconds": 1, "label": "tea"}')
+    controller.loop.run_until_complete(tools.run(1, call))
+    controller.publish(AssistantDone(1, "Your tea timer is set."))
+    reply = window.conversation.bubbles[-1]
+    [line] = reply.tools
+    assert line.text().startswith("⚙ set_timer · seconds 1, label tea → id ")
+    assert "set 1 second timer 'tea'" in line.text() and line.outcome == "done"
+    assert reply.text == "Your tea timer is set."
+
+    said = "Your 1 second timer 'tea' is done."
+
+    def spoken() -> bool:
+        """Announced, then spoken aloud, and listening again."""
+        seen = [e for e in events if isinstance(e, Announcement | StateChanged)]
+        after = seen[seen.index(Announcement(said)):] if Announcement(said) in seen else []
+        return (StateChanged(State.SPEAKING) in after
+                and window.state_badge.text() == "Listening")
+
+    run_until(controller.loop, spoken, 60,
+              lambda: f"the timer to be announced aloud; the window shows "
+                      f"{[(b.role, b.text) for b in window.conversation.bubbles]}, "
+                      f"{window.state_badge.text()}")
+    assert window.conversation.bubbles[-1].role == "announcement"
+    assert window.conversation.bubbles[-1].text == said
+    assert [e for e in events if isinstance(e, Announcement)] == [Announcement(said)]
+    assert controller.agent.history[-1] == ChatMessage("assistant", said)
 
 
 def test_mute_and_stop_speaking_reach_the_agent(controller: Any, qtbot: Any) -> None:
