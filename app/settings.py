@@ -56,6 +56,7 @@ class LlmSettings:
     system_prompt: str
     n_threads_batch: int | None = None
     seed: int | None = None
+    prompt_cache: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +101,7 @@ RELOADS: dict[str, set[Reload]] = {
     "llm.n_threads": {"llm"},
     "llm.n_threads_batch": {"llm"},
     "llm.seed": {"llm"},
+    "llm.prompt_cache": {"llm"},
     "llm.system_prompt": {"cloud"},
     "vad": {"vad"},
     "duplex": {"cloud"},

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engines.errors import ModelError, ParleyError
 from engines.model_ref import ModelRef
+from engines.prompt_cache import PromptCache
 from engines.protocols import ChatMessage, EngineStats, Token, ToolCall, ToolSpec
 from engines.tool_calls import OPENING, call_schema, call_start, parse_call, template_messages
 
@@ -62,7 +63,8 @@ class LlamaLLM:
 
     Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (threads that
     generate tokens, 2), `n_threads_batch` (threads that read the prompt; default
-    `n_threads`), `seed` (fixed sampling seed; default random). Conversations longer than
+    `n_threads`), `seed` (fixed sampling seed; default random), `prompt_cache` (keep the
+    first prompt's KV cache on disk for the next start; default true). Conversations longer than
     `n_ctx` lose their oldest turns; the system prompt and the last user message are kept.
     """
 
@@ -76,6 +78,10 @@ class LlamaLLM:
         self._llm: Llama | None = None
         self._formatter: Jinja2ChatFormatter | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
+        self._cache: PromptCache | None = None
+        """The prompt read by the first reply is saved once, so the next process starts
+        where this one did (off with the option `prompt_cache = false`)."""
+        self._use_cache = bool(options.get("prompt_cache", True))
         self._vocab: Any = None
         self._stats = EngineStats(name="llama.cpp", model=ref.name)
 
@@ -137,6 +143,10 @@ class LlamaLLM:
         )
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self._llm = llm
+        if self._use_cache:
+            self._cache = PromptCache(path, self._n_ctx)
+            restored = self._cache.restore(llm)
+            _log.info("prompt cache: %d tokens restored from %s", restored, self._cache.path)
         self._stats.load_seconds = time.perf_counter() - start
 
     def close(self) -> None:
@@ -221,7 +231,8 @@ class LlamaLLM:
         """Text not yet yielded while it may still open a tool call (None: released)."""
         busy = 0.0  # generation time only, not the consumer's time between tokens
         resumed = start
-        tokens = self._generate(prompt, temperature)
+        tokens = self._decided(prompt, temperature) if tools else self._generate(prompt,
+                                                                                   temperature)
         try:
             for token in tokens:
                 if completion == 0:
@@ -251,9 +262,13 @@ class LlamaLLM:
             tokens.close()
             busy += time.perf_counter() - resumed
             stats["total"] = busy * 1000.0
+            stats["completion_tokens"] = completion
             if completion > 1:
                 decode_seconds = busy - stats["first_token"] / 1000.0
                 stats["tokens_per_s"] = (completion - 1) / max(decode_seconds, 1e-6)
+        if self._cache is not None:  # the first reply's prompt, for the next start
+            self._cache.save(llm)
+            self._cache = None
         if finish == "tool":
             call, made = self._constrained_call(prompt, tools, temperature)
             completion += made
@@ -270,6 +285,20 @@ class LlamaLLM:
         assert self._llm is not None
         return self._llm.generate(prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05,
                                   repeat_penalty=1.0, grammar=grammar)
+
+    def _decided(self, prompt: list[int], temperature: float) -> Generator[int, Any, None]:
+        """The first token greedily, the rest sampled: whether to call a tool or to talk is
+        the model's most likely choice, not a coin toss, and the words keep their variety.
+        The second generator reuses the KV cache, so this costs one token's decode."""
+        greedy = self._generate(prompt, 0.0)
+        try:
+            first = next(greedy)
+        except StopIteration:
+            return
+        finally:
+            greedy.close()
+        yield first
+        yield from self._generate([*prompt, first], temperature)
 
     def _constrained_call(self, prompt: list[int], tools: Sequence[ToolSpec],
                           temperature: float) -> tuple[ToolCall, int]:

@@ -10,7 +10,6 @@ tools' JSON schemas, so it always names a real tool with valid arguments.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,29 +18,28 @@ from engines.protocols import ChatMessage, ToolCall, ToolSpec
 OPENING = "<tool_call>\n"
 """What the prompt is given before a constrained call: the Hermes/Qwen call tag."""
 
-_CALL_START = re.compile(r'\s*(<tool_call>|```(?:json)?\s*\{|\{+\s*"name")')
-_MAYBE = ("<tool_call>", "```", "{")
-_UNDECIDED_CHARS = 24
-"""Text this long that has not become a call's opening is a spoken reply."""
+_OPENERS = "{[<`"
+"""A spoken reply never starts with one of these; a call (tagged, JSON, fenced) does."""
 
 
 def call_start(text: str, names: Sequence[str]) -> bool | None:
     """True when the reply so far opens a tool call, False when it cannot, None when it is
     too early to tell (the text is held back until then).
 
-    Besides the tagged and JSON forms, a reply that begins with a tool's name and "(" (or
-    "TOOL:") is a call written as code, which small models often do.
+    Small models open calls in many ways: Qwen's `<tool_call>` tag, `<tools>`, a JSON
+    object, a ```json fence, `TOOL: name`, or `name(...)` as code. Whatever follows is
+    discarded and the call written again under the grammar.
     """
-    stripped = re.sub(r"^\s*(?:tool:\s*)?", "", text, flags=re.IGNORECASE)
-    if _CALL_START.match(text) or any(stripped.startswith(f"{n}(") for n in names):
-        return True
-    if not text.strip():
+    stripped = text.lstrip()
+    if not stripped:
         return None
-    starts = (*_MAYBE, "tool:", *(f"{n}(" for n in names))
-    lowered = text.lstrip().lower()
-    could = any(m.lower().startswith(lowered) or lowered.startswith(m.lower()) for m in starts)
-    could = could or any(f"{n}(".startswith(stripped) for n in names if stripped)
-    return None if could and len(lowered) < _UNDECIDED_CHARS else False
+    if stripped[0] in _OPENERS:
+        return True
+    starts = ("tool:", *(f"{n}(" for n in names), *(f"{n} (" for n in names))
+    lowered = stripped.lower()
+    if any(lowered.startswith(s) for s in starts):
+        return True
+    return None if any(s.startswith(lowered) for s in starts) else False
 
 
 def call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
@@ -72,9 +70,9 @@ def instructions(tools: Sequence[ToolSpec]) -> str:
     prefill time on a small CPU)."""
     lines = "\n".join(f"- {_signature(spec['function'])}: {spec['function']['description']}"
                        for spec in tools)
-    return ("\n\nYou have these tools:\n" + lines + "\nTo use one, reply with only "
-            '<tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>. '
-            "Use a tool only when the user asks for what it does; otherwise answer in words.")
+    return ("\n\nYou have these tools:\n" + lines + "\nWhen a request needs one, reply with "
+            'only <tool_call>{"name": "TOOL", "arguments": {...}}</tool_call>; never say you '
+            "did something without calling its tool. Otherwise answer in words.")
 
 
 def _signature(function: dict[str, Any]) -> str:

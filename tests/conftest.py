@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engines.model_ref import Kind, ModelRef
+from engines.model_ref import KINDS, Kind, ModelRef
 from tests.pulse import PulseAudio
 
 # Widgets render offscreen in tests; the window test under Xvfb starts its own process.
@@ -30,18 +30,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def default_models() -> dict[Kind, ModelRef]:
-    """The default model of each kind, as installed by `make setup` into the models folder."""
-    from platformdirs import user_data_dir
+    """The default model of each kind as this machine uses it (the catalog's, or its
+    low-memory choice), as installed by `make setup` into the models folder."""
+    from engines.models import for_this_machine, load_catalog, resolve
 
-    root = Path(os.environ.get("PARLEY_MODELS_DIR") or Path(user_data_dir("parley")) / "models")
-    return {
-        "stt": ModelRef("whisper-base", "stt", "ct2-whisper", root / "whisper-base"),
-        "llm": ModelRef("smollm2-135m-instruct", "llm", "gguf",
-                        root / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"),
-        "tts": ModelRef("piper-en_US-joe-medium", "tts", "piper",
-                        root / "piper-en_US-joe-medium" / "en_US-joe-medium.onnx"),
-        "vad": ModelRef("webrtcvad", "vad", "webrtcvad", Path()),
-    }
+    catalog = load_catalog()
+    return {kind: resolve(for_this_machine(catalog.defaults[kind], kind, catalog), kind)
+            for kind in KINDS}
 
 
 @pytest.fixture(scope="session")

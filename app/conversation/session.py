@@ -62,6 +62,9 @@ def endpointer_factory(settings: Settings) -> Endpointers:
                        min_speech_ms=vad.min_speech_ms)
 
 
+_LAST_WORDS_S = 30.0
+
+
 @dataclass
 class Session:
     agent: Agent
@@ -69,6 +72,8 @@ class Session:
     models: dict[Kind, ModelRef]
     toolbox: Toolbox
     """The tools the agent offers the model; owns the reminders that announce themselves."""
+    announcing: set[asyncio.Task[None]]
+    """Reminders being said (each waits for the turn under way to end)."""
 
     def models_report(self) -> dict[str, dict[str, Any]]:
         report: dict[str, dict[str, Any]] = {}
@@ -79,7 +84,11 @@ class Session:
         return report
 
     async def close(self) -> None:
+        """A reminder that rang is already marked done, so it is said before closing,
+        never dropped (bounded, in case the engines are gone)."""
         self.toolbox.close()
+        if self.announcing:
+            await asyncio.wait(self.announcing, timeout=_LAST_WORDS_S)
         await self.engines.close()
 
 
@@ -105,4 +114,4 @@ async def open_session(settings: Settings, output: AudioOutput) -> Session:
     agent = Agent(engines, output, agent_settings(settings), tools=toolbox, here=Here())
     agent.subscribe(print_errors)
     toolbox.start()
-    return Session(agent, engines, models, toolbox)
+    return Session(agent, engines, models, toolbox, tasks)

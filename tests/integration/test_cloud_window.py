@@ -145,7 +145,7 @@ def ask(controller: Any, qtbot: Any, window: MainWindow, text: str, bubbles: int
 
 def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
         controller: Any, qtbot: Any, pulse: Any, serve: Any, uplink: Uplink,
-        tmp_path: Path) -> None:
+        tmp_path: Path, default_models: dict[str, Any]) -> None:
     server = serve(Scenario(heard=["How far away is the moon?"],
                             replies=[Reply(_DOGS), Reply(_MOON)]))
     window = window_for(controller, qtbot)
@@ -212,7 +212,7 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
     wait(controller, lambda: window.where.currentText() == "Local", 10,
          "the window to be back in local mode")
     assert controller.cloud is None and not window.cloud_action.isChecked()
-    assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+    assert f"LLM: {default_models['llm'].name}" in window.models_label.text()
     ask(controller, qtbot, window, "What did I ask you about?", 8)
     # the local model was given the cloud turns, and every turn of both modes is stored
     history = controller.agent.history
@@ -323,7 +323,7 @@ def test_without_a_key_the_window_stays_local_and_the_cloud_dialog_says_how_to_a
 
 
 def test_a_refused_key_brings_the_conversation_back_to_local_mode_in_words(
-        controller: Any, qtbot: Any, serve: Any) -> None:
+        controller: Any, qtbot: Any, serve: Any, default_models: dict[str, Any]) -> None:
     serve(Scenario(api_key="sk-the-right-one"))
     window = window_for(controller, qtbot)
     window.where.setCurrentIndex(1)
@@ -334,7 +334,7 @@ def test_a_refused_key_brings_the_conversation_back_to_local_mode_in_words(
          "the window to be back in local mode")
     assert "Back in local mode" in window.statusBar().currentMessage()
     assert controller.cloud is None
-    assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+    assert f"LLM: {default_models['llm'].name}" in window.models_label.text()
     ask(controller, qtbot, window, "What is a cat?", 2)
 
 

@@ -5,6 +5,7 @@ Each model is loaded once per module; the machine running CI has two cores.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 import soxr
 
+from app.tools import default_tools
 from engines.builtin import default_registry
 from engines.errors import ModelError, ParleyError
 from engines.llm_llama import LlamaLLM
@@ -138,7 +140,8 @@ def test_generation_stops_promptly_when_the_listener_stops(llm: LlamaLLM) -> Non
     start = time.perf_counter()
     stream.close()
     assert time.perf_counter() - start < 0.2
-    assert llm.stats.last_call_ms["total"] < 10_000  # 500 tokens would take far longer
+    # Generation stopped where the listener did (closing waits for no 500 tokens).
+    assert llm.stats.last_call_ms["completion_tokens"] <= 4
     *_, last = llm.stream([SYSTEM, ChatMessage("user", "Hi!")], max_tokens=8,
                           temperature=0.0)
     assert last.done and last.completion_tokens >= 1
@@ -312,3 +315,48 @@ def test_an_unknown_piper_speaker_is_refused_before_loading(
         PiperTTS(default_models["tts"], {"speaker": "alice"})
     with pytest.raises(ParleyError, match="no speaker 3"):
         PiperTTS(default_models["tts"], {"speaker": 3})
+
+
+def test_a_reply_cut_by_the_token_limit_says_so(llm: LlamaLLM) -> None:
+    messages = [SYSTEM, ChatMessage("user", "Tell me a very long story about a dragon.")]
+    *_, last = llm.stream(messages, max_tokens=3, temperature=0.0)
+    assert last.finish == "length" and last.completion_tokens == 3
+
+
+def test_asked_for_a_timer_the_model_emits_a_call_that_validates(llm: LlamaLLM,
+                                                                 tmp_path: Path) -> None:
+    tools = default_tools(lambda _text: None, tmp_path)
+    messages = [SYSTEM, ChatMessage("user", "Set a timer for five seconds.")]
+    tokens = list(llm.stream(messages, max_tokens=40, temperature=0.0, tools=tools.specs()))
+    calls = [t.tool_call for t in tokens if t.tool_call is not None]
+    assert tokens[-1].finish == "tool" and len(calls) == 1
+    assert tools.validate(calls[0].name, calls[0].arguments) is None
+    assert calls[0].name == "set_timer" and json.loads(calls[0].arguments)["seconds"] == 5
+
+
+def test_a_restarted_llm_reads_only_what_its_saved_prompt_does_not_hold(
+        default_models: dict[Kind, ModelRef], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_CACHE_DIR", str(tmp_path))
+    system = ChatMessage("system", "You are a terse assistant for a cooking show. "
+                                   "You know every vegetable, fruit and spice by name.")
+    first = LlamaLLM(default_models["llm"], {"seed": 7})
+    list(first.stream([system, ChatMessage("user", "Name one vegetable.")], max_tokens=4,
+                      temperature=0.0))
+    first.close()
+    (saved,) = (tmp_path / "prompts").glob("*.kv")
+
+    def restarted() -> float:
+        again = LlamaLLM(default_models["llm"], {"seed": 7})
+        *_, last = again.stream([system, ChatMessage("user", "And one fruit?")], max_tokens=4,
+                                temperature=0.0)
+        again.close()
+        assert last.completion_tokens >= 1
+        return again.stats.last_call_ms["reused_prompt_tokens"]
+
+    # The system prompt (over 20 tokens) came from the file, not from the model.
+    assert restarted() > 20
+    # A damaged file is dropped and the reply still comes, from the model alone.
+    saved.write_bytes(saved.read_bytes()[:1000])
+    assert restarted() == 0
+    assert saved.stat().st_size > 1000  # saved again, whole

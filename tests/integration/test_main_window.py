@@ -26,7 +26,8 @@ def wait(controller: Any, qtbot: Any, condition: Any, timeout_s: float = 60) -> 
     controller.loop.run_until_complete(until())
 
 
-def test_a_typed_question_is_shown_and_answered_word_by_word(controller: Any, qtbot: Any) -> None:
+def test_a_typed_question_is_shown_and_answered_word_by_word(
+        controller: Any, qtbot: Any, default_models: dict[str, Any]) -> None:
     window = MainWindow(controller)
     qtbot.addWidget(window)
     window.show()
@@ -41,7 +42,7 @@ def test_a_typed_question_is_shown_and_answered_word_by_word(controller: Any, qt
     assert user.text == "What is a cat?" and user.role == "user"
     assert reply.role == "assistant" and reply.text.strip()
     assert len(deltas) > 1  # the answer arrived in pieces, as it was generated
-    assert "LLM: smollm2-135m-instruct" in window.models_label.text()
+    assert f"LLM: {default_models['llm'].name}" in window.models_label.text()
 
 
 def test_holding_space_records_a_question_and_releasing_it_gets_an_answer(
