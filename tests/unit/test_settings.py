@@ -66,7 +66,7 @@ def test_a_change_is_checked_and_leaves_the_settings_it_came_from_alone(
 def test_an_engine_gets_its_section_without_the_agents_keys_or_unset_ones(
         user_dirs: Path) -> None:
     options = load_settings().engine_options("llm")
-    assert options == {"n_ctx": 2048, "n_threads": 2}
+    assert options == {"n_ctx": 2048, "n_threads": 2, "prompt_cache": True}
     assert "noise_scale" not in load_settings().engine_options("tts")
 
 
