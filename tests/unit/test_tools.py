@@ -34,8 +34,9 @@ def test_the_tools_describe_themselves_in_both_shapes(tmp_path: Path) -> None:
     assert [s["function"]["name"] for s in specs] == [s["name"] for s in registry.schemas()]
     assert all(set(s) == {"type", "function"} and s["type"] == "function" for s in specs)
     assert all(set(s["function"]) == {"name", "description", "parameters"} for s in specs)
-    # a small local model reads them in every prompt: they stay short
-    assert len(json.dumps(specs)) < 2400
+    # a small local model reads them in every prompt: they stay short (one example each
+    # for the tools small models forgot to call is worth its tokens)
+    assert len(json.dumps(specs)) < 2600
 
 
 def test_only_the_tools_that_delete_or_cancel_ask_first(tmp_path: Path) -> None:
