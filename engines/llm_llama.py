@@ -13,8 +13,10 @@ import ctypes
 import json
 import logging
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from engines.errors import ModelError, ParleyError
 from engines.model_ref import ModelRef
@@ -29,6 +31,9 @@ if TYPE_CHECKING:
 
 _log = logging.getLogger(__name__)
 _GGUF_MAGIC = b"GGUF"
+CALL_CHANCE = 0.1
+"""The model's summed probability of opening a tool call above which it calls one. Measured
+on Qwen2.5-Coder-1.5B: requests for a tool 0.13-0.82, other questions 0.01 or less."""
 _CALL_TOKENS = 256
 """A cap on one constrained tool call, so a runaway string argument cannot hang a turn."""
 _llama_log_callback: Any = None
@@ -78,6 +83,7 @@ class LlamaLLM:
         self._llm: Llama | None = None
         self._formatter: Jinja2ChatFormatter | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
+        self._opener_mask: Any = None
         self._cache: PromptCache | None = None
         """The prompt read by the first reply is saved once, so the next process starts
         where this one did (off with the option `prompt_cache = false`)."""
@@ -281,16 +287,28 @@ class LlamaLLM:
                     finish=finish)  # type: ignore[arg-type]
 
     def _generate(self, prompt: list[int], temperature: float,
-                  grammar: LlamaGrammar | None = None) -> Generator[int, Any, None]:
+                  grammar: LlamaGrammar | None = None,
+                  logits_processor: list[Callable[[Any, Any], Any]] | None = None,
+                  ) -> Generator[int, Any, None]:
         assert self._llm is not None
         return self._llm.generate(prompt, temp=temperature, top_k=40, top_p=0.95, min_p=0.05,
-                                  repeat_penalty=1.0, grammar=grammar)
+                                  repeat_penalty=1.0, grammar=grammar,
+                                  logits_processor=logits_processor)  # type: ignore[arg-type]
 
     def _decided(self, prompt: list[int], temperature: float) -> Generator[int, Any, None]:
-        """The first token greedily, the rest sampled: whether to call a tool or to talk is
-        the model's most likely choice, not a coin toss, and the words keep their variety.
-        The second generator reuses the KV cache, so this costs one token's decode."""
-        greedy = self._generate(prompt, 0.0)
+        """The first token is where the model chooses between calling a tool and talking.
+        A call can open with any of hundreds of tokens (`{"`, `<tool_call>`, a fence…), so
+        their probabilities are summed: at `CALL_CHANCE` or more the likeliest opener is
+        taken, otherwise the likeliest word. The rest is sampled as usual (the second
+        generator reuses the KV cache: this costs one token's decode)."""
+        openers = self._openers()
+
+        def decide(_ids: Any, scores: Any) -> Any:
+            chances = np.exp(scores - scores.max())
+            calling = chances[openers].sum() / chances.sum() >= CALL_CHANCE
+            return np.where(openers == calling, scores, -np.inf)
+
+        greedy = self._generate(prompt, 0.0, logits_processor=[decide])
         try:
             first = next(greedy)
         except StopIteration:
@@ -299,6 +317,16 @@ class LlamaLLM:
             greedy.close()
         yield first
         yield from self._generate([*prompt, first], temperature)
+
+    def _openers(self) -> Any:
+        """A mask of the vocabulary: the tokens a tool call can start with."""
+        if self._opener_mask is None:
+            assert self._llm is not None
+            llm = self._llm
+            self._opener_mask = np.array(
+                [llm.detokenize([t], special=True).lstrip()[:1] in (b"{", b"[", b"<", b"`")
+                 for t in range(llm.n_vocab())])
+        return self._opener_mask
 
     def _constrained_call(self, prompt: list[int], tools: Sequence[ToolSpec],
                           temperature: float) -> tuple[ToolCall, int]:
