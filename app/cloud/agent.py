@@ -201,7 +201,8 @@ class CloudAgent(EventBus):
         self._sent.clear()
         self.link.send({"type": "session.update",
                         "session": session_config(self.settings, self.tools.schemas())})
-        recent = [m for m in self.history if m.role in ("user", "assistant")]
+        recent = [m for m in self.history  # no time notes, no local tool calls
+                  if m.role in ("user", "assistant") and m.content]
         for message in recent[-self.settings.history_items:]:
             kind = "input_text" if message.role == "user" else "output_text"
             self.link.send({"type": "conversation.item.create",
