@@ -21,3 +21,4 @@ bench: setup
 	$(PY) -m tests.bench.pipeline
 	$(PY) -m tests.bench.gui_loop
 	$(PY) -m tests.bench.echo
+	$(PY) -m tests.bench.quality
