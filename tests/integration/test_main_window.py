@@ -14,8 +14,9 @@ from tests.speech import conversation_wav
 from tests.waiting import run_until
 
 
-def wait(controller: Any, qtbot: Any, condition: Any, timeout_s: float = 60) -> None:
-    """Run the real loop until `condition()` holds (the Qt loop is the asyncio loop)."""
+def wait(controller: Any, qtbot: Any, condition: Any, timeout_s: float = 300) -> None:
+    """Run the real loop until `condition()` holds (the Qt loop is the asyncio loop). A
+    first answer of the 1.5B default on two busy cores can take minutes."""
     import asyncio
 
     async def until() -> None:
@@ -58,7 +59,7 @@ def test_holding_space_records_a_question_and_releasing_it_gets_an_answer(
     wait(controller, qtbot, lambda: player.poll() is not None, 30)
     qtbot.keyRelease(window, Qt.Key.Key_Space)
     wait(controller, qtbot, lambda: len(window.conversation.bubbles) == 2
-         and window.state_badge.text() == "Listening", 90)
+         and window.state_badge.text() == "Listening")
     assert "moon" in window.conversation.bubbles[0].text.lower()
 
 
@@ -92,7 +93,7 @@ def test_a_tool_call_is_shown_in_the_reply_and_the_timer_it_set_announces_itself
         return (StateChanged(State.SPEAKING) in after
                 and window.state_badge.text() == "Listening")
 
-    run_until(controller.loop, spoken, 60,
+    run_until(controller.loop, spoken, 300,
               lambda: f"the timer to be announced aloud; the window shows "
                       f"{[(b.role, b.text) for b in window.conversation.bubbles]}, "
                       f"{window.state_badge.text()}")

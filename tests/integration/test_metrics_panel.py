@@ -50,7 +50,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     # the user asks aloud: the microphone, the endpointer and every engine are real
     pulse.play_into_mic(conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"],
                                          gap_s=1.2), wait=False)
-    wait_for(loop, lambda: len(panel.turns) == 1, timeout=120)
+    wait_for(loop, lambda: len(panel.turns) == 1, timeout=300)
     # then types a second question
     typed = loop.run_until_complete(controller.send_text("Hello"))
     assert isinstance(typed, TurnMetrics)

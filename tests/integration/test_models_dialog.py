@@ -141,7 +141,7 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
         while dialog.pending:
             await asyncio.sleep(0.05)
 
-    run(controller, asyncio.wait_for(settled(), 60))
+    run(controller, asyncio.wait_for(settled(), 300))  # loading the 1.5B default
     assert controller.active_models()["llm"].name == default.name
     assert next(r for r in dialog.rows["llm"] if r.active).name == default.name
     answered(controller, "Thank you")
