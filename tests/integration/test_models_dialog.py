@@ -23,6 +23,7 @@ from PySide6.QtCore import Qt
 from app.conversation.events import ModelChanged, ModelFailed, ModelLoading, TurnMetrics
 from app.gui.models_dialog import ModelsDialog
 from engines.model_ref import Kind, ModelRef
+from engines.models import resolve
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 HUB_MODEL = "qwen2.5-0.5b-instruct"
@@ -89,7 +90,8 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
 
     # a truncated GGUF: the failure is said in words and the old model keeps answering
     broken = tmp_path / "broken.gguf"
-    broken.write_bytes(default.path.read_bytes()[: 1 << 20])
+    with default.path.open("rb") as whole:
+        broken.write_bytes(whole.read(1 << 20))
     failing = dialog.add_local_file(broken)
     assert "Loading the LLM model" in dialog.status.text()
     assert not dialog.add_button.isEnabled()  # one switch per kind at a time
@@ -102,9 +104,10 @@ def test_a_corrupt_gguf_is_refused_then_another_gguf_takes_over_and_the_talk_goe
     assert controller.active_models()["llm"].path == default.path
     answered(controller, "Hello")
 
-    # another quantization of the same model, added from disk
-    q8 = quantize_q8(default.path, tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf")
-    assert q8.stat().st_size > default.path.stat().st_size * 1.2
+    # another model, quantized here by llama.cpp so the dialog has never seen it, added from disk
+    small = resolve("smollm2-135m-instruct", "llm")
+    q8 = quantize_q8(small.path, tmp_path / "SmolLM2-135M-Instruct.Q8_0.gguf")
+    assert q8.stat().st_size > small.path.stat().st_size * 1.2
     switching = dialog.add_local_file(q8)
 
     async def ticks_while(future: asyncio.Future[bool]) -> list[float]:
