@@ -111,7 +111,8 @@ async def open_session(settings: Settings, output: AudioOutput) -> Session:
         task.add_done_callback(tasks.discard)
 
     toolbox = default_tools(announce)
-    agent = Agent(engines, output, agent_settings(settings), tools=toolbox, here=Here())
+    agent = Agent(engines, output, agent_settings(settings), tools=toolbox,
+                  here=Here(known=toolbox.known))
     agent.subscribe(print_errors)
     toolbox.start()
     return Session(agent, engines, models, toolbox, tasks)

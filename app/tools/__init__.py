@@ -22,6 +22,7 @@ from app.tools.store import tools_db_path
 __all__ = ["Announce", "Tool", "ToolRegistry", "Toolbox", "default_tools"]
 
 _TEXT = {"type": "string"}
+_NUMBER = {"type": "number"}
 _WHICH = {"type": ["integer", "string"], "description": "id or words"}
 
 
@@ -29,9 +30,16 @@ class Toolbox(ToolRegistry):
     """The registry, and the reminders it owns: `start` on the loop that should announce
     them, `close` when the conversation ends (pending ones wait in tools.db)."""
 
-    def __init__(self, tools: Iterable[Tool], reminders: Reminders) -> None:
+    def __init__(self, tools: Iterable[Tool], reminders: Reminders, notes: Notes) -> None:
         super().__init__(tools)
         self.reminders = reminders
+        self.notes = notes
+
+    def known(self) -> str:
+        """What the tools hold now, for the model's context before each message: a small
+        model answers "where is my car?" from a note in front of it far more often than it
+        thinks of calling recall."""
+        return f"{self.reminders.summary()} {self.notes.summary()}"
 
     def start(self) -> None:
         self.reminders.start()
@@ -50,19 +58,21 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
         Tool("get_current_time", "Local time, date and time zone.", _object({}),
              current_time),
         Tool("set_timer",
-             'Start a countdown timer. "Time the pasta for 10 minutes" -> {"seconds": 600}',
-             _object({"seconds": {"type": "number"}, "label": _TEXT}, "seconds"),
-             reminders.set_timer),
+             'Start a countdown timer, also for "remind me in ...". "Time the pasta for 10 '
+             'minutes" -> {"minutes": 10, "label": "pasta"}',
+             _object({"hours": _NUMBER, "minutes": _NUMBER, "seconds": _NUMBER,
+                      "label": _TEXT}), reminders.set_timer),
         Tool("set_alarm",
-             'Set an alarm at the next HH:MM (24-hour). "Wake me at 6:45" -> {"time": "06:45"}',
+             'Set an alarm at the next HH:MM (24-hour clock). "Wake me at quarter to seven" '
+             '-> {"time": "06:45"}; "half past eight in the evening" -> {"time": "20:30"}',
              _object({"time": _TEXT, "label": _TEXT}, "time"), reminders.set_alarm),
         Tool("list_timers", "List pending timers and alarms.", _object({}),
              reminders.list_timers),
         Tool("cancel_timer", "Cancel a timer or alarm.", _object({"which": _WHICH}, "which"),
              reminders.cancel_timer, asks_first=True),
         Tool("calculate",
-             'Exact arithmetic, for every calculation. "What is 12 times 34" -> '
-             '{"expression": "12*34"}',
+             'Exact arithmetic, for every calculation, also on an earlier result. "What is 12 '
+             'times 34" -> {"expression": "12*34"}; "15% of 80" -> {"expression": "15% of 80"}',
              _object({"expression": _TEXT}, "expression"), calculate),
         Tool("remember", 'Save a note. "Remember that the keys are in the drawer" -> '
              '{"note": "the keys are in the drawer"}', _object({"note": _TEXT}, "note"),
@@ -71,7 +81,7 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
              _object({"query": _TEXT}), notes.recall),
         Tool("forget", "Delete a saved note.", _object({"which": _WHICH}, "which"),
              notes.forget, asks_first=True),
-    ], reminders)
+    ], reminders, notes)
 
 
 def _object(properties: dict[str, Any], *required: str) -> dict[str, Any]:

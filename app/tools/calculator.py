@@ -1,10 +1,10 @@
 """Arithmetic the model should not do in its head: small LLMs get sums wrong confidently.
 
-The expression is parsed with `ast` and only numbers, + - * / // % ** (or ^) and
-parentheses, unary minus, sqrt, abs, round and pi are evaluated; everything else is refused
-by name. Numbers are exact fractions (0.1 + 0.2 is 0.3) until something irrational (sqrt 2,
-pi, a fractional power) makes the result a float; powers whose result would not fit in
-`MAX_BITS` are refused before they are computed.
+The expression is parsed with `ast` (digit groups and "15% of 80" made Python first) and
+only numbers, + - * / // % ** (or ^) and parentheses, unary minus, sqrt, abs, round and pi
+are evaluated; everything else is refused by name. Numbers are exact fractions (0.1 + 0.2
+is 0.3) until something irrational (sqrt 2, pi, a fractional power) makes the result a
+float; powers whose result would not fit in `MAX_BITS` are refused before they are computed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+import re
 from collections.abc import Callable
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -25,6 +26,8 @@ PRECISION = 6
 """Significant digits said of a result that is not exact."""
 EXACT_BELOW = 10 ** 18
 """Larger results are given in floating point: their digits would only cost prompt time."""
+_DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_PERCENT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*(?:%|percent)\s*of\b", re.IGNORECASE)
 _ALLOWED = "numbers, + - * / // % ** ( ), sqrt, abs, round and pi"
 
 
@@ -43,7 +46,7 @@ def evaluate(expression: str) -> Number:
     if len(expression) > MAX_LENGTH:
         raise ValueError(f"the expression is longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        tree = ast.parse(_as_python(expression), mode="eval")
     except SyntaxError as err:
         raise ValueError(f"not an arithmetic expression ({err.msg})") from None
     try:
@@ -56,6 +59,13 @@ def evaluate(expression: str) -> Number:
             isinstance(value, float) and not math.isfinite(value)):
         raise ValueError("the result is too large")
     return value
+
+
+def _as_python(expression: str) -> str:
+    """What people write that Python reads otherwise: digit groups ("1,254": a tuple to
+    Python) and percentages ("15% of 80": 15 modulo of…)."""
+    expression = _DIGIT_GROUP.sub("", expression.strip())
+    return _PERCENT_OF.sub(r"(\1)/100*", expression)
 
 
 def spoken_number(value: Number) -> str:

@@ -44,6 +44,16 @@ class Notes:
             result["hint"] = f"none match; {len(notes)} notes in all (recall with no query)"
         return result
 
+    def summary(self) -> str:
+        """The newest notes, for the model's context, so recalling one needs no call."""
+        notes = self._all()
+        if not notes:
+            return "No notes are saved."
+        shown = "; ".join(f"{text} (note {row})" for row, text, _ in notes[:RECALL_LIMIT])
+        more = (f" and {len(notes) - RECALL_LIMIT} older ones (recall finds them)"
+                if len(notes) > RECALL_LIMIT else "")
+        return f"Saved notes: {shown}{more}."
+
     def forget(self, which: int | str) -> dict[str, Any]:
         """One note, by id or by words of it; several matches are listed, not deleted."""
         notes = {row: text for row, text, _ in self._all()}

@@ -57,9 +57,14 @@ class Reminders:
             self._task, self._changed = None, None
 
     # -- the tools -------------------------------------------------------------------------
-    def set_timer(self, seconds: float, label: str = "") -> dict[str, Any]:
+    def set_timer(self, hours: float = 0, minutes: float = 0, seconds: float = 0,
+                  label: str = "") -> dict[str, Any]:
+        """Hours, minutes and seconds add up: a small model says "an hour and a half" as
+        {"hours": 1, "minutes": 30} far more reliably than as 5400 seconds."""
+        seconds = timer_seconds(hours, minutes, seconds)
         if not 0 < seconds <= MAX_TIMER_S:
-            raise ValueError(f"seconds must be more than 0 and at most {MAX_TIMER_S}")
+            raise ValueError(f"the timer must run more than 0 seconds and at most "
+                             f"{MAX_TIMER_S // 3600} hours")
         due = self.clock() + seconds
         row = self._add("timer", label.strip(), seconds, due)
         return {"id": row, "set": _name("timer", label.strip(), seconds),
@@ -77,6 +82,15 @@ class Reminders:
                             "rings": self._when(due),
                             "left": spoken_duration(math.ceil(max(due - now, 0)))}
                            for row, kind, label, seconds, due in self._pending()]}
+
+    def summary(self) -> str:
+        """What is pending, for the model's context: "Pending: 10 minute timer 'pasta'
+        (9 minutes 40 seconds left, rings at 21:16)."."""
+        now = self.clock()
+        pending = [f"{_name(kind, label, seconds)} ({spoken_duration(math.ceil(max(due - now, 0)))}"
+                   f" left, rings {self._when(due)})"
+                   for _, kind, label, seconds, due in self._pending()]
+        return f"Pending: {'; '.join(pending)}." if pending else "No timers or alarms are set."
 
     def cancel_timer(self, which: int | str) -> dict[str, Any]:
         """By id or by words of its label or name ("tea", "alarm")."""
@@ -154,6 +168,11 @@ class Reminders:
     def _when(self, at: float) -> str:
         return spoken_when(datetime.datetime.fromtimestamp(at),
                            datetime.datetime.fromtimestamp(self.clock()))
+
+
+def timer_seconds(hours: float = 0, minutes: float = 0, seconds: float = 0) -> float:
+    """A set_timer call's length."""
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def next_occurrence(hh_mm: str, now: float) -> float:

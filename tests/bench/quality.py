@@ -38,6 +38,7 @@ from app.conversation.outputs import SilentOutput
 from app.conversation.session import Session, open_session
 from app.settings import load_settings
 from app.tools.clock import DAYS, MONTHS
+from app.tools.reminders import timer_seconds
 from engines.errors import ModelError
 from engines.models import load_catalog, resolve
 
@@ -214,6 +215,16 @@ def clock_problem(kind: str, text: str, start: datetime.datetime, end: datetime.
     return None if ok else f"wrong or no {kind} (asked {start:%a %d %b %H:%M})"
 
 
+def _arguments(name: str, text: str) -> dict[str, Any]:
+    """A valid call's arguments as the tool reads them: a timer's hours, minutes and seconds
+    are one length in seconds."""
+    arguments: dict[str, Any] = json.loads(text or "{}")
+    if name == "set_timer":
+        parts = {k: arguments.pop(k) for k in ("hours", "minutes", "seconds") if k in arguments}
+        arguments["seconds"] = timer_seconds(**parts)
+    return arguments
+
+
 def _args_wrong(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     """The arguments that do not have the expected value (strings: regexes)."""
     wrong = []
@@ -318,7 +329,7 @@ async def _ask(session: Session, recorder: Recorder, script: Script, turn: Turn,
         why.append(problem)
     if turn.tool and not turn.tool_optional:
         named = [c for c in calls if c["name"] == turn.tool and c["valid"]]
-        wrong = [_args_wrong(turn.args, json.loads(c["arguments"])) for c in named]
+        wrong = [_args_wrong(turn.args, _arguments(c["name"], c["arguments"])) for c in named]
         if not named:
             why.append(f"no valid {turn.tool} call")
         elif all(wrong):
@@ -345,7 +356,7 @@ async def _ask(session: Session, recorder: Recorder, script: Script, turn: Turn,
         "right_tool": bool(expected) and any(c["name"] == expected for c in calls),
         "right_args": bool(expected) and any(
             c["name"] == expected and c["valid"]
-            and not _args_wrong(turn.args, json.loads(c["arguments"])) for c in calls),
+            and not _args_wrong(turn.args, _arguments(c["name"], c["arguments"])) for c in calls),
         "spurious": not expected and any(c["name"] not in turn.allow for c in calls),
         "announce_late_s": late,
     }
@@ -357,7 +368,7 @@ async def _announcement(recorder: Recorder, events: list[tuple[float, AgentEvent
     Every call gets its result in order, so the n-th call's result is the n-th result."""
     called = [e for _, e in events if isinstance(e, ToolCalled) and e.name == "set_timer"]
     results = [(t, e) for t, e in events if isinstance(e, ToolFinished) and e.name == "set_timer"]
-    set_at = [t + float(_json(call.arguments)["seconds"]) for call, (t, result)
+    set_at = [t + float(_arguments("set_timer", call.arguments)["seconds"]) for call, (t, result)
               in zip(called, results, strict=False) if "error" not in _json(result.result)]
     if not set_at:
         return None, "no timer was set, so none was announced"

@@ -262,7 +262,7 @@ def test_in_cloud_mode_a_tool_call_is_shown_and_its_timer_is_announced_once_by_t
 
     qtbot.keyClick(window, Qt.Key.Key_K, Qt.KeyboardModifier.ControlModifier)
     wait(controller, lambda: controller.cloud is None, 10, "the window to be back in local mode")
-    controller.session.toolbox.reminders.set_timer(1, "eggs")
+    controller.session.toolbox.reminders.set_timer(seconds=1, label="eggs")
     eggs = Announcement("Your 1 second timer 'eggs' is done.")
 
     def said_aloud() -> bool:

@@ -29,6 +29,10 @@ from app.tools.calculator import calculate
     ("12345678 * 987654321", 12193262222374638, "12,193,262,222,374,638"),
     ("2 ** 64", 2.0 ** 64, "about 1.84467 times 10 to the power of 19"),
     ("1 ** 100000000", 1, "1"),
+    ("1,254 + 3,879", 5133, "5,133"),  # digit groups, as people write them
+    ("15% of 80", 12, "12"),
+    ("12.5 percent of 200", 25, "25"),
+    ("round(3.14159,2)", 3.14, "3.14"),  # a comma between arguments is not a digit group
 ])
 def test_arithmetic_is_exact_and_said_plainly(expression: str, result: float,
                                               spoken: str) -> None:

@@ -26,7 +26,7 @@ def _clock(offset: float) -> Callable[[], float]:
 
 async def _said_after(reminders: Reminders, said: list[str], label: str) -> None:
     """Set a short timer and wait until it is said: everything due before it was said."""
-    reminders.set_timer(0.2, label)
+    reminders.set_timer(seconds=0.2, label=label)
     await until(lambda: any(label in s for s in said), 10, lambda: f"{label!r} in {said}")
 
 
@@ -37,7 +37,7 @@ def test_a_timer_is_announced_once_when_it_runs_out(tmp_path: Path) -> None:
         reminders = Reminders(tmp_path / "tools.db", said.append)
         reminders.start()
         started = time.monotonic()
-        result = reminders.set_timer(1, "tea")
+        result = reminders.set_timer(seconds=1, label="tea")
         assert result["set"] == "1 second timer 'tea'" and result["rings"].startswith("at ")
         await until(lambda: said, 10, "the timer to go off")
         took = time.monotonic() - started
@@ -57,7 +57,7 @@ def test_a_timer_outlives_a_restart(tmp_path: Path) -> None:
     async def before_the_restart() -> None:
         reminders = Reminders(tmp_path / "tools.db", said.append)
         reminders.start()
-        reminders.set_timer(1.5)
+        reminders.set_timer(seconds=1.5)
         reminders.close()
 
     async def after_the_restart() -> None:
@@ -79,7 +79,7 @@ def test_one_due_while_parley_was_off_is_said_at_start_once(tmp_path: Path) -> N
     path = tmp_path / "tools.db"
 
     async def set_it() -> str:
-        rings: str = Reminders(path, said.append).set_timer(300, "bread")["rings"]
+        rings: str = Reminders(path, said.append).set_timer(seconds=300, label="bread")["rings"]
         return rings[-5:]  # HH:MM
 
     async def an_hour_later(sentinel: str) -> None:
@@ -103,7 +103,7 @@ def test_two_schedulers_on_one_file_say_it_once(tmp_path: Path) -> None:
         window = Reminders(tmp_path / "tools.db", said.append)
         other = Reminders(tmp_path / "tools.db", said.append)
         window.start()
-        window.set_timer(1, "pasta")
+        window.set_timer(seconds=1, label="pasta")
         other.start()  # reads the timer at start: both wake for it
         await until(lambda: said, 10, "the timer to go off")
         await _said_after(other, said, "sentinel")
@@ -155,8 +155,8 @@ def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:
     async def story() -> None:
         reminders = Reminders(tmp_path / "tools.db", said.append)
         reminders.start()
-        reminders.set_timer(0.5, "tea")
-        eggs = reminders.set_timer(600, "eggs")["id"]
+        reminders.set_timer(seconds=0.5, label="tea")
+        eggs = reminders.set_timer(seconds=600, label="eggs")["id"]
         reminders.set_alarm("06:45")
         listed = reminders.list_timers()["timers"]
         assert [t["what"] for t in listed] == ["0.5 second timer 'tea'",
@@ -176,8 +176,8 @@ def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:
 
 def test_cancelling_by_words_that_fit_two_asks_which(tmp_path: Path) -> None:
     reminders = Reminders(tmp_path / "tools.db", lambda text: None)
-    first = reminders.set_timer(60, "tea for me")["id"]
-    second = reminders.set_timer(120, "tea for you")["id"]
+    first = reminders.set_timer(seconds=60, label="tea for me")["id"]
+    second = reminders.set_timer(seconds=120, label="tea for you")["id"]
     with pytest.raises(ValueError, match="2 timers or alarms match 'tea'") as asked:
         reminders.cancel_timer("tea")
     assert f"{first}: 1 minute timer 'tea for me'" in str(asked.value)

@@ -34,9 +34,9 @@ def test_the_tools_describe_themselves_in_both_shapes(tmp_path: Path) -> None:
     assert [s["function"]["name"] for s in specs] == [s["name"] for s in registry.schemas()]
     assert all(set(s) == {"type", "function"} and s["type"] == "function" for s in specs)
     assert all(set(s["function"]) == {"name", "description", "parameters"} for s in specs)
-    # a small local model reads them in every prompt: they stay short (one example each
-    # for the tools small models forgot to call is worth its tokens)
-    assert len(json.dumps(specs)) < 2600
+    # a small local model reads them in every prompt: they stay short (an example for the
+    # tools small models forgot to call or filled wrongly is worth its tokens)
+    assert len(json.dumps(specs)) < 2800
 
 
 def test_only_the_tools_that_delete_or_cancel_ask_first(tmp_path: Path) -> None:
@@ -54,6 +54,7 @@ def test_well_formed_calls_pass_validation(tmp_path: Path) -> None:
     for name, arguments in [("get_current_time", "{}"), ("get_current_time", ""),
                             ("set_timer", '{"seconds": 90}'),
                             ("set_timer", '{"seconds": 2.5, "label": "tea"}'),
+                            ("set_timer", '{"hours": 1, "minutes": 30}'),
                             ("set_alarm", '{"time": "07:30"}'), ("cancel_timer", '{"which": 3}'),
                             ("cancel_timer", '{"which": "tea"}'), ("recall", "{}"),
                             ("calculate", '{"expression": "2 + 2"}')]:
@@ -65,8 +66,7 @@ def test_well_formed_calls_pass_validation(tmp_path: Path) -> None:
     ("set_timer", '{"seconds": 5', "not valid JSON"),
     ("set_timer", '[5]', "must be a JSON object"),
     ("set_timer", '{"seconds": "five"}', "'five' is not of type 'number' (at seconds)"),
-    ("set_timer", '{"label": "tea"}', "'seconds' is a required property"),
-    ("set_timer", '{"seconds": 5, "minutes": 1}', "('minutes' was unexpected)"),
+    ("set_timer", '{"seconds": 5, "days": 1}', "('days' was unexpected)"),
     ("cancel_timer", '{"which": null}', "None is not of type 'integer', 'string'"),
 ])
 def test_a_bad_call_is_refused_with_the_reason(tmp_path: Path, name: str, arguments: str,
@@ -83,6 +83,7 @@ def test_a_failing_tool_answers_with_its_error(tmp_path: Path) -> None:
     registry = default_tools(_quiet, tmp_path)
     for name, arguments, expected in [
             ("set_timer", '{"seconds": -5}', "more than 0"),
+            ("set_timer", '{"label": "tea"}', "more than 0"),
             ("set_alarm", '{"time": "7.30"}', "HH:MM"),
             ("calculate", '{"expression": "1/0"}', "division by zero")]:
         result = json.loads(asyncio.run(registry.call(name, arguments)))
