@@ -18,6 +18,8 @@ from engines.protocols import ChatMessage, ToolCall, ToolSpec
 OPENING = "<tool_call>\n"
 """What the prompt is given before a constrained call: the Hermes/Qwen call tag."""
 
+MAX_STRING = 200
+"""The longest string argument a constrained call may write (the calculator takes 200)."""
 _OPENERS = "{[<`"
 """A spoken reply never starts with one of these; a call (tagged, JSON, fenced) does."""
 
@@ -47,10 +49,30 @@ def call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     return {"oneOf": [{
         "type": "object",
         "properties": {"name": {"const": spec["function"]["name"]},
-                       "arguments": spec["function"].get("parameters", {"type": "object"})},
+                       "arguments": _bounded(spec["function"].get("parameters",
+                                                                  {"type": "object"}))},
         "required": ["name", "arguments"],
         "additionalProperties": False,
     } for spec in tools]}
+
+
+def _bounded(schema: Any) -> Any:
+    """`schema` with every string at most `MAX_STRING` characters: a model that rambles
+    inside a string (the 1.5B wrote a whole second call into an expression) would
+    otherwise hit the token cap and leave a call that does not parse."""
+    if isinstance(schema, list):
+        return [_bounded(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    bounded = {key: _bounded(value) for key, value in schema.items()}
+    kind = schema.get("type")
+    if kind == "string":
+        bounded.setdefault("maxLength", MAX_STRING)
+    elif isinstance(kind, list) and "string" in kind:  # e.g. an id or words
+        del bounded["type"]
+        bounded["anyOf"] = [{"type": "string", "maxLength": MAX_STRING} if k == "string"
+                            else {"type": k} for k in kind]
+    return bounded
 
 
 def parse_call(text: str) -> ToolCall:

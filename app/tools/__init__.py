@@ -51,33 +51,35 @@ class Toolbox(ToolRegistry):
 def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
     """Every tool, kept in `data_dir`/tools.db (default: Parley's data folder). The
     schemas say only what a small model needs, since it reads them in every prompt: ranges
-    and formats are checked by the tools, which say what was wrong."""
+    and formats are checked by the tools, which say what was wrong. Descriptions give no
+    example values: the 1.5B model copied them (it filed "where did I park?" as a recall
+    query, said "the keys are in the drawer" was a saved note, calculated 12*34 when asked
+    for the wifi password)."""
     path = tools_db_path(data_dir)
     reminders, notes = Reminders(path, announce), Notes(path)
     return Toolbox([
         Tool("get_current_time", "Local time, date and time zone.", _object({}),
              current_time),
         Tool("set_timer",
-             'Start a countdown timer, also for "remind me in ...". "Time the pasta for 10 '
-             'minutes" -> {"minutes": 10, "label": "pasta"}',
+             'Start a countdown timer, also for "remind me in ...": its length in hours, '
+             "minutes and/or seconds.",
              _object({"hours": _NUMBER, "minutes": _NUMBER, "seconds": _NUMBER,
                       "label": _TEXT}), reminders.set_timer),
         Tool("set_alarm",
-             'Set an alarm at the next HH:MM (24-hour clock). "Wake me at quarter to seven" '
-             '-> {"time": "06:45"}; "half past eight in the evening" -> {"time": "20:30"}',
-             _object({"time": _TEXT, "label": _TEXT}, "time"), reminders.set_alarm),
+             'Set an alarm for the next time the clock shows `time`: "7:30 am", "6:45 pm" or '
+             '"19:45".', _object({"time": _TEXT, "label": _TEXT}, "time"),
+             reminders.set_alarm),
         Tool("list_timers", "List pending timers and alarms.", _object({}),
              reminders.list_timers),
         Tool("cancel_timer", "Cancel a timer or alarm.", _object({"which": _WHICH}, "which"),
              reminders.cancel_timer, asks_first=True),
         Tool("calculate",
-             'Exact arithmetic, for every calculation, also on an earlier result. "What is 12 '
-             'times 34" -> {"expression": "12*34"}; "15% of 80" -> {"expression": "15% of 80"}',
+             'Exact arithmetic (+ - * / ** sqrt(), percentages as "X% of Y"), for every '
+             "calculation, also on an earlier result.",
              _object({"expression": _TEXT}, "expression"), calculate),
-        Tool("remember", 'Save a note. "Remember that the keys are in the drawer" -> '
-             '{"note": "the keys are in the drawer"}', _object({"note": _TEXT}, "note"),
-             notes.remember),
-        Tool("recall", 'Find saved notes ("where did I park?"); all without a query.',
+        Tool("remember", "Save a note of what the user asks you to remember, in their words.",
+             _object({"note": _TEXT}, "note"), notes.remember),
+        Tool("recall", "Find saved notes by their words; all of them without a query.",
              _object({"query": _TEXT}), notes.recall),
         Tool("forget", "Delete a saved note.", _object({"which": _WHICH}, "which"),
              notes.forget, asks_first=True),

@@ -31,7 +31,7 @@ POLL_S = 5.0
 LATE_S = 60.0
 """A reminder announced later than this says when it was due (Parley was not running)."""
 MAX_TIMER_S = 24 * 3600
-_HH_MM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CLOCK = re.compile(r"^(\d{1,2})(?:[:.h](\d{2}))?\s*(?:([ap])\.?\s*m\.?)?$", re.IGNORECASE)
 
 
 class Reminders:
@@ -71,7 +71,8 @@ class Reminders:
                 "rings": self._when(due)}
 
     def set_alarm(self, time: str, label: str = "") -> dict[str, Any]:
-        """The next time the clock shows `time` ("07:30", 24 h, local): today or tomorrow."""
+        """The next time the clock shows `time` (local; see `clock_time`): today or
+        tomorrow."""
         due = next_occurrence(time, self.clock())
         row = self._add("alarm", label.strip(), None, due)
         return {"id": row, "set": _name("alarm", label.strip(), None), "rings": self._when(due)}
@@ -175,13 +176,27 @@ def timer_seconds(hours: float = 0, minutes: float = 0, seconds: float = 0) -> f
     return hours * 3600 + minutes * 60 + seconds
 
 
-def next_occurrence(hh_mm: str, now: float) -> float:
-    """When the local clock next shows `hh_mm` after `now` (Unix times; local time zone)."""
-    match = _HH_MM.match(hh_mm.strip())
+def clock_time(text: str) -> tuple[int, int]:
+    """(hour, minute) of "19:45", "7:30 am", "6:45 p.m.", "7 pm" or "7": people and small
+    models say "6:45 pm" far more reliably than they turn it into 18:45."""
+    match = _CLOCK.match(text.strip())
     if match is None:
-        raise ValueError(f"time must be HH:MM on a 24-hour clock, not {hh_mm!r}")
+        raise ValueError(f'time must be like "7:30 am", "6:45 pm" or "19:45", not {text!r}')
+    hour, minute, half = int(match[1]), int(match[2] or 0), (match[3] or "").lower()
+    if half and not 1 <= hour <= 12:
+        raise ValueError(f"{text!r}: with am or pm the hour is 1 to 12")
+    if half:
+        hour = hour % 12 + (12 if half == "p" else 0)
+    if hour > 23 or minute > 59:
+        raise ValueError(f"{text!r} is not a time of day")
+    return hour, minute
+
+
+def next_occurrence(time: str, now: float) -> float:
+    """When the local clock next shows `time` after `now` (Unix times; local time zone)."""
+    hour, minute = clock_time(time)
     today = datetime.datetime.fromtimestamp(now)
-    at = today.replace(hour=int(match[1]), minute=int(match[2]), second=0, microsecond=0)
+    at = today.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if at.timestamp() <= now:
         at += datetime.timedelta(days=1)
     return at.timestamp()

@@ -38,7 +38,7 @@ from app.conversation.outputs import SilentOutput
 from app.conversation.session import Session, open_session
 from app.settings import load_settings
 from app.tools.clock import DAYS, MONTHS
-from app.tools.reminders import timer_seconds
+from app.tools.reminders import clock_time, timer_seconds
 from engines.errors import ModelError
 from engines.models import load_catalog, resolve
 
@@ -217,8 +217,11 @@ def clock_problem(kind: str, text: str, start: datetime.datetime, end: datetime.
 
 def _arguments(name: str, text: str) -> dict[str, Any]:
     """A valid call's arguments as the tool reads them: a timer's hours, minutes and seconds
-    are one length in seconds."""
+    are one length in seconds, an alarm's "6:45 pm" is 18:45."""
     arguments: dict[str, Any] = json.loads(text or "{}")
+    if name == "set_alarm" and isinstance(arguments.get("time"), str):
+        with contextlib.suppress(ValueError):  # the tool refused it: graded as written
+            arguments["time"] = "{:02d}:{:02d}".format(*clock_time(arguments["time"]))
     if name == "set_timer":
         parts = {k: arguments.pop(k) for k in ("hours", "minutes", "seconds") if k in arguments}
         arguments["seconds"] = timer_seconds(**parts)

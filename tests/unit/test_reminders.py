@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from app.tools.reminders import Reminders, next_occurrence
+from app.tools.reminders import Reminders, clock_time, next_occurrence
 from tests.waiting import until
 
 
@@ -147,6 +147,23 @@ def test_an_alarm_time_means_its_next_occurrence(hh_mm: str, now: tuple[int, int
     days, hour, minute = expected
     due = datetime.datetime.fromtimestamp(next_occurrence(hh_mm, today.timestamp()))
     assert due == datetime.datetime(2026, 3, 10 + days, hour, minute)
+
+
+@pytest.mark.parametrize(("said", "expected"), [
+    ("19:45", (19, 45)), ("7:30 am", (7, 30)), ("6:45 p.m.", (18, 45)), ("7 pm", (19, 0)),
+    ("12 am", (0, 0)), ("12:30 PM", (12, 30)), ("06:00", (6, 0)), ("6.30", (6, 30)),
+])
+def test_an_alarm_time_is_read_as_people_write_it(said: str, expected: tuple[int, int]) -> None:
+    assert clock_time(said) == expected
+
+
+@pytest.mark.parametrize(("said", "reason"), [
+    ("13 pm", "the hour is 1 to 12"), ("24:00", "not a time of day"),
+    ("7:60", "not a time of day"), ("half past six", 'time must be like "7:30 am"'),
+])
+def test_a_time_that_is_no_time_is_refused_with_the_reason(said: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        clock_time(said)
 
 
 def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:

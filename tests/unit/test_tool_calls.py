@@ -4,11 +4,18 @@ results are written into a prompt for any chat template."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from engines.protocols import ChatMessage, ToolCall
-from engines.tool_calls import call_schema, call_start, parse_call, template_messages
+from engines.tool_calls import (
+    MAX_STRING,
+    call_schema,
+    call_start,
+    parse_call,
+    template_messages,
+)
 
 NAMES = ["set_timer", "calculate"]
 SPECS = [{"type": "function", "function": {
@@ -57,6 +64,26 @@ def test_the_grammar_schema_names_each_tool_and_its_arguments() -> None:
     (option,) = schema["oneOf"]
     assert option["properties"]["name"] == {"const": "set_timer"}
     assert option["properties"]["arguments"]["required"] == ["seconds"]
+
+
+def test_the_grammar_bounds_every_string_so_a_call_always_ends() -> None:
+    """The 1.5B model once wrote a second call inside a calculator expression until the
+    token cap cut the call off unparsed."""
+    from llama_cpp import LlamaGrammar
+
+    from app.tools import default_tools
+
+    specs = default_tools(lambda _text: None, Path("/nonexistent")).specs()
+    schema = call_schema(specs)
+    arguments = {o["properties"]["name"]["const"]: o["properties"]["arguments"]
+                 for o in schema["oneOf"]}
+    assert arguments["calculate"]["properties"]["expression"] == {
+        "type": "string", "maxLength": MAX_STRING}
+    assert arguments["cancel_timer"]["properties"]["which"]["anyOf"] == [
+        {"type": "integer"}, {"type": "string", "maxLength": MAX_STRING}]
+    own = {spec["function"]["name"]: spec["function"]["parameters"] for spec in specs}
+    assert own["calculate"]["properties"]["expression"] == {"type": "string"}  # untouched
+    LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)  # llama.cpp takes it
 
 
 def test_a_call_cut_short_parses_to_a_nameless_call_the_agent_reports() -> None:
