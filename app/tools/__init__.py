@@ -51,10 +51,11 @@ class Toolbox(ToolRegistry):
 def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
     """Every tool, kept in `data_dir`/tools.db (default: Parley's data folder). The
     schemas say only what a small model needs, since it reads them in every prompt: ranges
-    and formats are checked by the tools, which say what was wrong. Descriptions give no
-    example values: the 1.5B model copied them (it filed "where did I park?" as a recall
-    query, said "the keys are in the drawer" was a saved note, calculated 12*34 when asked
-    for the wifi password)."""
+    and formats are checked by the tools, which say what was wrong. An example is given only
+    where the 1.5B model called too seldom without it (calculate, remember): it copies
+    example values now and then (it filed "where did I park?" as a recall query and
+    calculated 12*34 when asked for the wifi password), and without these two it did sums
+    in its head and wrong (4 of 14)."""
     path = tools_db_path(data_dir)
     reminders, notes = Reminders(path, announce), Notes(path)
     return Toolbox([
@@ -74,11 +75,12 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
         Tool("cancel_timer", "Cancel a timer or alarm.", _object({"which": _WHICH}, "which"),
              reminders.cancel_timer, asks_first=True),
         Tool("calculate",
-             'Exact arithmetic (+ - * / ** sqrt(), percentages as "X% of Y"), for every '
-             "calculation, also on an earlier result.",
+             'Exact arithmetic, for every calculation, also on an earlier result. "What is 12 '
+             'times 34" -> {"expression": "12*34"}; percentages as "20% of 35".',
              _object({"expression": _TEXT}, "expression"), calculate),
-        Tool("remember", "Save a note of what the user asks you to remember, in their words.",
-             _object({"note": _TEXT}, "note"), notes.remember),
+        Tool("remember", 'Save a note. "Remember that the keys are in the drawer" -> '
+             '{"note": "the keys are in the drawer"}', _object({"note": _TEXT}, "note"),
+             notes.remember),
         Tool("recall", "Find saved notes by their words; all of them without a query.",
              _object({"query": _TEXT}), notes.recall),
         Tool("forget", "Delete a saved note.", _object({"which": _WHICH}, "which"),
