@@ -2,9 +2,8 @@
 
 The place (time zone, locale) goes once at the end of the system prompt; the date and time,
 and what the tools hold (pending timers, saved notes), go in a short note before each user
-message. Notes stay in the history, so every earlier
-prompt keeps its exact text and llama.cpp's KV cache serves it again: only the new note
-and message are read each turn.
+message. Notes stay in the history, so every earlier prompt keeps its exact text and
+llama.cpp's KV cache serves it again: only the new note and message are read each turn.
 """
 
 from __future__ import annotations

@@ -85,12 +85,10 @@ class Reminders:
                            for row, kind, label, seconds, due in self._pending()]}
 
     def summary(self) -> str:
-        """What is pending, for the model's context: "Pending: 10 minute timer 'pasta'
-        (9 minutes 40 seconds left, rings at 21:16)."."""
-        now = self.clock()
-        pending = [f"{_name(kind, label, seconds)} ({spoken_duration(math.ceil(max(due - now, 0)))}"
-                   f" left, rings {self._when(due)})"
-                   for _, kind, label, seconds, due in self._pending()]
+        """What list_timers says, as one line for the model's context: "Pending: 10 minute
+        timer 'pasta' (9 minutes and 40 seconds left, rings at 21:16)."."""
+        pending = [f"{t['what']} ({t['left']} left, rings {t['rings']})"
+                   for t in self.list_timers()["timers"]]
         return f"Pending: {'; '.join(pending)}." if pending else "No timers or alarms are set."
 
     def cancel_timer(self, which: int | str) -> dict[str, Any]:
