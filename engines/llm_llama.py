@@ -19,10 +19,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.errors import ModelError, ParleyError
+from engines.llama_side import SideContext
 from engines.model_ref import ModelRef
 from engines.prompt_cache import PromptCache
 from engines.protocols import ChatMessage, EngineStats, Token, ToolCall, ToolSpec
-from engines.tool_calls import OPENING, call_schema, call_start, parse_call, template_messages
+from engines.tool_calls import (
+    OPENING,
+    call_schema,
+    call_start,
+    parse_call,
+    request_alone,
+    template_messages,
+)
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -33,7 +41,14 @@ _log = logging.getLogger(__name__)
 _GGUF_MAGIC = b"GGUF"
 CALL_CHANCE = 0.1
 """The model's summed probability of opening a tool call above which it calls one. Measured
-on Qwen2.5-Coder-1.5B: requests for a tool 0.13-0.82, other questions 0.01 or less."""
+on Qwen2.5-Coder-1.5B: requests for a tool 0.13-0.82, other questions 0.01 or less. Later in
+a conversation its earlier worded replies pull it to answer in words: "Cancel the pasta
+timer" after two turns about the timer scored 0.002 ("I've cancelled…", nothing done), the
+same request on its own 0.26-0.35; so a request is also judged on its own (`_decided`)."""
+SECOND_LOOK = 0.001
+"""Below this chance of a call in the conversation, a request is not read on its own:
+follow-ups that need the conversation ("When was he born?", "And for silver?") scored
+0.0000-0.0002 there and up to 0.33 on their own; requests for a tool 0.0027 or more."""
 _CALL_TOKENS = 256
 """A cap on one constrained tool call, so a runaway string argument cannot hang a turn."""
 _llama_log_callback: Any = None
@@ -84,6 +99,7 @@ class LlamaLLM:
         self._formatter: Jinja2ChatFormatter | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
         self._opener_mask: Any = None
+        self._side: SideContext | None = None
         self._cache: PromptCache | None = None
         """The prompt read by the first reply is saved once, so the next process starts
         where this one did (off with the option `prompt_cache = false`)."""
@@ -156,6 +172,9 @@ class LlamaLLM:
         self._stats.load_seconds = time.perf_counter() - start
 
     def close(self) -> None:
+        if self._side is not None:
+            self._side.close()
+            self._side = None
         if self._llm is not None:
             self._llm.close()
         self._llm = None
@@ -237,8 +256,14 @@ class LlamaLLM:
         """Text not yet yielded while it may still open a tool call (None: released)."""
         busy = 0.0  # generation time only, not the consumer's time between tokens
         resumed = start
-        tokens = self._decided(prompt, temperature) if tools else self._generate(prompt,
-                                                                                   temperature)
+        choice: list[Sequence[ToolSpec]] = []
+        """The first-token decision, once made: the tools a call may use (none: talk)."""
+        if tools:
+            alone = request_alone(kept)
+            tokens = self._decided(prompt, temperature, stats, tools, choice,
+                                   self._tokenize(alone, tools) if alone else None)
+        else:
+            tokens = self._generate(prompt, temperature)
         try:
             for token in tokens:
                 if completion == 0:
@@ -246,6 +271,9 @@ class LlamaLLM:
                     # llama.cpp only decodes what the KV cache did not already hold.
                     evaluated = llama_cpp.llama_perf_context(llm.ctx).n_p_eval
                     stats["reused_prompt_tokens"] = len(prompt) - max(evaluated, 1)
+                    if choice and choice[0]:
+                        finish = "tool"
+                        break
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     finish = "stop"
                     break
@@ -276,7 +304,8 @@ class LlamaLLM:
             self._cache.save(llm)
             self._cache = None
         if finish == "tool":
-            call, made = self._constrained_call(prompt, tools, temperature)
+            call, made = self._constrained_call(prompt, choice[0] if choice and choice[0]
+                                                else tools, temperature)
             completion += made
             yield Token(text="", tool_call=call)
         else:
@@ -295,18 +324,36 @@ class LlamaLLM:
                                   repeat_penalty=1.0, grammar=grammar,
                                   logits_processor=logits_processor)  # type: ignore[arg-type]
 
-    def _decided(self, prompt: list[int], temperature: float) -> Generator[int, Any, None]:
+    def _decided(self, prompt: list[int], temperature: float, stats: dict[str, float],
+                 tools: Sequence[ToolSpec], choice: list[Sequence[ToolSpec]],
+                 alone: list[int] | None) -> Generator[int, Any, None]:
         """The first token is where the model chooses between calling a tool and talking.
         A call can open with any of hundreds of tokens (`{"`, `<tool_call>`, a fence…), so
-        their probabilities are summed: at `CALL_CHANCE` or more the likeliest opener is
-        taken, otherwise the likeliest word. The rest is sampled as usual (the second
-        generator reuses the KV cache: this costs one token's decode)."""
+        their probabilities are summed: at `CALL_CHANCE` or more it calls, otherwise the
+        likeliest word is taken; `choice` gets the tools the call may use (none: talk).
+
+        Later in a conversation, a request the conversation does not rule out
+        (`SECOND_LOOK`) is also read on its own (`alone`, in a side context): if it calls
+        there, the tool it names there is called, with arguments written from the whole
+        conversation ("add 56 to that"). The rest is sampled as usual (the second generator
+        reuses the KV cache: this costs one token's decode)."""
         openers = self._openers()
 
-        def decide(_ids: Any, scores: Any) -> Any:
+        def chance(scores: Any) -> float:
             chances = np.exp(scores - scores.max())
-            calling = chances[openers].sum() / chances.sum() >= CALL_CHANCE
-            return np.where(openers == calling, scores, -np.inf)
+            return float(chances[openers].sum() / chances.sum())
+
+        def decide(_ids: Any, scores: Any) -> Any:
+            here = chance(scores)
+            chosen = tools if here >= CALL_CHANCE else ()
+            if not chosen and alone is not None and here >= SECOND_LOOK:
+                started = time.perf_counter()
+                side = self._side_context()
+                if chance(side.logits(alone)) >= CALL_CHANCE:
+                    chosen = self._likeliest_tools(side, alone, tools)
+                stats["second_look"] = (time.perf_counter() - started) * 1000.0
+            choice.append(chosen)
+            return np.where(openers == bool(chosen), scores, -np.inf)
 
         greedy = self._generate(prompt, 0.0, logits_processor=[decide])
         try:
@@ -317,6 +364,26 @@ class LlamaLLM:
             greedy.close()
         yield first
         yield from self._generate([*prompt, first], temperature)
+
+    def _likeliest_tools(self, side: SideContext, alone: list[int],
+                         tools: Sequence[ToolSpec]) -> Sequence[ToolSpec]:
+        """The tools whose name the model, reading `alone` in `side`, is likeliest to
+        write after the call tag (those whose names start with the same token)."""
+        assert self._llm is not None
+        heads = [self._llm.tokenize(f'{OPENING}{{"name": "{spec["function"]["name"]}'.encode(),
+                                    add_bos=False, special=True) for spec in tools]
+        shared = 0  # the tokens every head starts with: the tag and `{"name": "`
+        while all(len(h) > shared + 1 and h[shared] == heads[0][shared] for h in heads):
+            shared += 1
+        scores = side.logits([*alone, *heads[0][:shared]])
+        best = max(scores[h[shared]] for h in heads)
+        return [spec for spec, h in zip(tools, heads, strict=True) if scores[h[shared]] == best]
+
+    def _side_context(self) -> SideContext:
+        if self._side is None:
+            assert self._llm is not None
+            self._side = SideContext(self._llm)
+        return self._side
 
     def _openers(self) -> Any:
         """A mask of the vocabulary: the tokens a tool call can start with."""

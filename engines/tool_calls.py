@@ -125,3 +125,20 @@ def template_messages(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
         else:
             out.insert(0, {"role": "system", "content": instructions(tools).strip()})
     return out
+
+
+def request_alone(messages: Sequence[ChatMessage]) -> list[ChatMessage] | None:
+    """The conversation's opening (its leading system messages: the system prompt and the
+    first turn's note) and the user's last message, when replies stand between them:
+    the request as if it had opened the conversation. None for the first request, or a
+    turn that ends with a tool's result. (The opening rather than the system prompt alone
+    or the latest note: measured best, 103/116 against 101 and 48/54 of a subset, and its
+    tokens stay in the side context's cache, so a look reads only the request.)"""
+    if not messages or messages[-1].role != "user":
+        return None
+    lead = 0
+    while lead < len(messages) and messages[lead].role == "system":
+        lead += 1
+    if not any(m.role in ("assistant", "tool") for m in messages[lead:]):
+        return None
+    return [*messages[:lead], messages[-1]]

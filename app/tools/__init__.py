@@ -53,9 +53,10 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
     schemas say only what a small model needs, since it reads them in every prompt: ranges
     and formats are checked by the tools, which say what was wrong. An example is given only
     where the 1.5B model called too seldom without it (calculate, remember): it copies
-    example values now and then (it filed "where did I park?" as a recall query and
-    calculated 12*34 when asked for the wifi password), and without these two it did sums
-    in its head and wrong (4 of 14)."""
+    example values now and then (it filed "where did I park?" as a recall query,
+    calculated 12*34 when asked for the wifi password and saved "the keys are in the
+    drawer" when asked what it had been told to remember), so remember's is a pattern;
+    without these two it did sums in its head and wrong (4 of 14)."""
     path = tools_db_path(data_dir)
     reminders, notes = Reminders(path, announce), Notes(path)
     return Toolbox([
@@ -78,8 +79,8 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
              'Exact arithmetic, for every calculation, also on an earlier result. "What is 12 '
              'times 34" -> {"expression": "12*34"}; percentages as "20% of 35".',
              _object({"expression": _TEXT}, "expression"), calculate),
-        Tool("remember", 'Save a note. "Remember that the keys are in the drawer" -> '
-             '{"note": "the keys are in the drawer"}', _object({"note": _TEXT}, "note"),
+        Tool("remember", 'Save a note: "Remember that X" -> {"note": "X"}',
+             _object({"note": _TEXT}, "note"),
              notes.remember),
         Tool("recall", "Find saved notes by their words; all of them without a query.",
              _object({"query": _TEXT}), notes.recall),

@@ -30,18 +30,20 @@ class Notes:
         return {"id": row, "remembered": note.strip()}
 
     def recall(self, query: str = "") -> dict[str, Any]:
-        """Notes with every word of `query` (all of them without one), newest first."""
+        """Notes with every word of `query`, newest first; all of them when there is no
+        query or nothing matches it."""
         notes = self._all()
         rows = [(row, text) for row, text, _ in notes]
-        found = set(matching(query, rows)) if query.strip() else {row for row, _ in rows}
+        # Matching words is crude ("leave my bike" misses "I locked my bike behind the
+        # library"; "What notes do you have?" comes as the query "notes"): when it finds
+        # nothing, the model reads every note and judges for itself.
+        found = set(matching(query, rows)) if query.strip() else set()
         hits = [{"id": row, "note": text,
                  "date": spoken_date(datetime.datetime.fromtimestamp(at))}
-                for row, text, at in notes if row in found]
+                for row, text, at in notes if row in found or not found]
         result: dict[str, Any] = {"notes": hits[:RECALL_LIMIT]}
         if len(hits) > RECALL_LIMIT:
             result["more"] = len(hits) - RECALL_LIMIT
-        if not hits and notes:
-            result["hint"] = f"none match; {len(notes)} notes in all (recall with no query)"
         return result
 
     def summary(self) -> str:

@@ -31,7 +31,7 @@ POLL_S = 5.0
 LATE_S = 60.0
 """A reminder announced later than this says when it was due (Parley was not running)."""
 MAX_TIMER_S = 24 * 3600
-_CLOCK = re.compile(r"^(\d{1,2})(?:[:.h](\d{2}))?\s*(?:([ap])\.?\s*m\.?)?$", re.IGNORECASE)
+_CLOCK = re.compile(r"^(\d{1,2})(?:[:.h ](\d{2}))?\s*(?:([ap])\.?\s*m\.?)?$", re.IGNORECASE)
 
 
 class Reminders:
@@ -86,8 +86,9 @@ class Reminders:
 
     def summary(self) -> str:
         """What list_timers says, as one line for the model's context: "Pending: 10 minute
-        timer 'pasta' (9 minutes and 40 seconds left, rings at 21:16)."."""
-        pending = [f"{t['what']} ({t['left']} left, rings {t['rings']})"
+        timer 'pasta' (id 2, 9 minutes and 40 seconds left, rings at 21:16)."; with the id,
+        "cancel that alarm" needs no guess."""
+        pending = [f"{t['what']} (id {t['id']}, {t['left']} left, rings {t['rings']})"
                    for t in self.list_timers()["timers"]]
         return f"Pending: {'; '.join(pending)}." if pending else "No timers or alarms are set."
 
@@ -175,11 +176,15 @@ def timer_seconds(hours: float = 0, minutes: float = 0, seconds: float = 0) -> f
 
 
 def clock_time(text: str) -> tuple[int, int]:
-    """(hour, minute) of "19:45", "7:30 am", "6:45 p.m.", "7 pm" or "7": people and small
-    models say "6:45 pm" far more reliably than they turn it into 18:45."""
-    match = _CLOCK.match(text.strip())
+    """(hour, minute) of "19:45", "7:30 am", "6:45 p.m.", "7 pm", "7", or as it is said:
+    "half past six in the morning", "quarter to seven", "ten past 8 tonight", "noon".
+    People and small models say "6:45 pm" or "half past six" far more reliably than they
+    turn it into 18:45 (the 1.5B model wrote 18:30 for "half past six tomorrow morning")."""
+    said = _spoken_clock(text)
+    match = _CLOCK.match(said)
     if match is None:
-        raise ValueError(f'time must be like "7:30 am", "6:45 pm" or "19:45", not {text!r}')
+        raise ValueError(f'time must be like "7:30 am", "6:45 pm", "19:45" or "half past '
+                         f'six", not {text!r}')
     hour, minute, half = int(match[1]), int(match[2] or 0), (match[3] or "").lower()
     if half and not 1 <= hour <= 12:
         raise ValueError(f"{text!r}: with am or pm the hour is 1 to 12")
@@ -188,6 +193,39 @@ def clock_time(text: str) -> tuple[int, int]:
     if hour > 23 or minute > 59:
         raise ValueError(f"{text!r} is not a time of day")
     return hour, minute
+
+
+_NUMBERS = {word: n for n, word in enumerate((
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve"))} | {
+    "quarter": 15, "fifteen": 15, "twenty": 20, "twenty-five": 25, "half": 30, "thirty": 30,
+    "forty": 40, "forty-five": 45, "fifty": 50}
+_PART_OF_DAY = {"morning": "am", "afternoon": "pm", "evening": "pm", "tonight": "pm",
+                "night": "pm"}
+_SPOKEN_DAY = re.compile(r"\b(tomorrow|today|at|on|in|the|this|o'?clock|sharp)\b")
+_PAST_TO = re.compile(r"^(\d{1,2})(?: minutes?)? (past|after|to|before) (\d{1,2})\b(.*)$")
+
+
+def _spoken_clock(text: str) -> str:
+    """"quarter to seven in the morning" → "6:45 am"; written times pass unchanged."""
+    said = text.strip().lower().replace("a.m.", "am").replace("p.m.", "pm")
+    said = re.sub(r"\b(noon|midday)\b", "12:00 pm", said)
+    said = re.sub(r"\bmidnight\b", "12:00 am", said)
+    said = re.sub(r"[a-z]+(?:-[a-z]+)?", lambda w: str(_NUMBERS.get(w[0], w[0])), said)
+    part = next((half for word, half in _PART_OF_DAY.items() if word in said), "")
+    for word in _PART_OF_DAY:
+        said = said.replace(word, "")
+    said = " ".join(_SPOKEN_DAY.sub(" ", said).split())
+    if past_to := _PAST_TO.match(said):
+        minutes, way, hour, rest = int(past_to[1]), past_to[2], int(past_to[3]), past_to[4]
+        if way in ("to", "before"):
+            hour, minutes = (hour - 1) % 24 or (12 if hour <= 12 else 0), 60 - minutes
+        said = f"{hour}:{minutes:02d}{rest}"
+    if part and not re.search(r"[ap]\.?\s*m\b", said):
+        digits = re.match(r"\d{1,2}", said)
+        if digits is None or 1 <= int(digits[0]) <= 12:
+            said = f"{said} {part}"
+    return said.strip()
 
 
 def next_occurrence(time: str, now: float) -> float:

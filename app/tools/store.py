@@ -85,14 +85,29 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
         db.execute(f"PRAGMA user_version = {len(MIGRATIONS):d}")
 
 
+_LABELLED_ID = re.compile(r"(?:(?:note|timer|alarm|id|number|no\.?)\s*)?#?\s*(\d+)")
+"""An id as the model may write it: "3", "#3", "note 3", "note3" (as the context names it)."""
+
+
+_POINTERS = {"the", "that", "this", "my", "a", "an", "it", "one", "about", "note", "notes",
+             "please"}
+"""Words that point at a row without describing it ("that alarm", "the note": the model
+passes such words on as they were said)."""
+
+
 def matching(which: int | str, rows: list[tuple[int, str]]) -> list[int]:
-    """The ids of the rows `which` names: an id ("3" too), or words that all occur in the
-    row's text (a word matches any word it starts: "key" finds "keys")."""
-    if isinstance(which, int) or which.strip().isdigit():
-        return [row_id for row_id, _ in rows if row_id == int(which)]
-    wanted = words(which)
+    """The ids of the rows `which` names: an id ("3", "note 3" too), or words that all
+    occur in the row's text (a word matches any word it starts: "key" finds "keys"), or
+    the only row, named by pointing ("that one", "the note")."""
+    if isinstance(which, int):
+        return [row_id for row_id, _ in rows if row_id == which]
+    if label := _LABELLED_ID.fullmatch(which.strip().lower()):
+        return [row_id for row_id, _ in rows if row_id == int(label[1])]
+    wanted = [w for w in words(which) if w not in _POINTERS]
+    if not wanted:  # "that one", "the note": clear only when there is one
+        return [row_id for row_id, _ in rows] if len(rows) == 1 else []
     return [row_id for row_id, text in rows
-            if wanted and all(any(w.startswith(q) for w in words(text)) for q in wanted)]
+            if all(any(w.startswith(q) for w in words(text)) for q in wanted)]
 
 
 def words(text: str) -> list[str]:

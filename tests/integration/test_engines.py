@@ -5,6 +5,7 @@ Each model is loaded once per module; the machine running CI has two cores.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shutil
@@ -17,6 +18,8 @@ import numpy as np
 import pytest
 import soxr
 
+from app.conversation.context import turn_note, where
+from app.settings import load_settings
 from app.tools import default_tools
 from app.tools.reminders import timer_seconds
 from engines.builtin import default_registry
@@ -29,6 +32,7 @@ from engines.protocols import (
     LLMEngine,
     STTEngine,
     Token,
+    ToolCall,
     TTSEngine,
     VADEngine,
 )
@@ -363,3 +367,61 @@ def test_a_restarted_llm_reads_only_what_its_saved_prompt_does_not_hold(
     saved.write_bytes(saved.read_bytes()[:1000])
     assert restarted() == 0
     assert saved.stat().st_size > 1000  # saved again, whole
+
+
+def shipped_prompt(*turns: tuple[str, str | ChatMessage | list[ChatMessage]]
+                   ) -> list[ChatMessage]:
+    """A conversation as the Agent gives it to the model: the shipped system prompt, and
+    before each user message the note with the time and what the tools hold."""
+    at = datetime.datetime(2026, 12, 6, 22, 30)
+    messages = [ChatMessage("system", f"{load_settings().llm.system_prompt} {where(at)}")]
+    for known, said in turns:
+        if isinstance(said, str):
+            messages += [ChatMessage("system", f"{turn_note(at)} {known}"),
+                         ChatMessage("user", said)]
+        else:
+            messages += said if isinstance(said, list) else [said]
+    return messages
+
+
+NOTHING = "No timers or alarms are set. No notes are saved."
+PASTA = "Pending: 10 minute timer 'pasta' (9 minutes and 50 seconds left, rings at 22:40). " \
+        "No notes are saved."
+
+
+def test_late_in_a_conversation_a_request_for_a_tool_still_calls_it(llm: LlamaLLM,
+                                                                    tmp_path: Path) -> None:
+    """After two turns about the timer answered in words, the model would say "I've
+    cancelled it" and do nothing; read on its own, the request calls the tool."""
+    tools = default_tools(lambda _text: None, tmp_path)
+    messages = shipped_prompt(
+        (NOTHING, "Set a timer for 10 minutes for the pasta."),
+        ("", [ChatMessage("assistant", "", (ToolCall("set_timer", '{"minutes": 10, "label": '
+                                                                  '"pasta"}'),)),
+              ChatMessage("tool", '{"id": 1, "set": "10 minute timer \'pasta\'", '
+                                  '"rings": "at 22:40"}'),
+              ChatMessage("assistant", "I've set a 10-minute timer for the pasta. It rings "
+                                       "at 22:40.")]),
+        (PASTA, "What timers do I have?"),
+        ("", ChatMessage("assistant", "You have a 10-minute timer for the pasta, with 9 "
+                                      "minutes and 50 seconds left.")),
+        (PASTA, "Cancel the pasta timer."))
+    tokens = list(llm.stream(messages, max_tokens=40, temperature=0.0, tools=tools.specs()))
+    assert "second_look" in llm.stats.last_call_ms
+    assert tokens[-1].finish == "tool"
+    assert [t.tool_call.name for t in tokens if t.tool_call] == ["cancel_timer"]
+
+
+def test_a_follow_up_that_needs_the_conversation_is_answered_in_words(llm: LlamaLLM,
+                                                                      tmp_path: Path) -> None:
+    """On its own "When was he born?" would call a tool (a calculation); the conversation
+    rules a call out, so it is not read on its own, and the answer uses what came before."""
+    tools = default_tools(lambda _text: None, tmp_path)
+    messages = shipped_prompt(
+        (NOTHING, "Who wrote Hamlet?"),
+        ("", ChatMessage("assistant", "William Shakespeare wrote Hamlet.")),
+        (NOTHING, "When was he born?"))
+    tokens = list(llm.stream(messages, max_tokens=40, temperature=0.0, tools=tools.specs()))
+    assert "second_look" not in llm.stats.last_call_ms
+    assert tokens[-1].finish == "stop" and not any(t.tool_call for t in tokens)
+    assert "1564" in "".join(t.text for t in tokens)

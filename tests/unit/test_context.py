@@ -25,5 +25,6 @@ def test_the_note_says_what_is_pending_and_saved(tmp_path: Path) -> None:
     toolbox.reminders.set_timer(hours=1, minutes=30, label="bread")
     toolbox.notes.remember("my car is on level 3")
     note = here.note()
-    assert "Pending: 1 hour 30 minute timer 'bread' (1 hour and 30 minutes left, rings " in note
+    assert "Pending: 1 hour 30 minute timer 'bread' (id 1, 1 hour and 30 minutes left, rings " \
+        in note
     assert note.endswith("Saved notes: my car is on level 3 (note 1).")

@@ -152,6 +152,11 @@ def test_an_alarm_time_means_its_next_occurrence(hh_mm: str, now: tuple[int, int
 @pytest.mark.parametrize(("said", "expected"), [
     ("19:45", (19, 45)), ("7:30 am", (7, 30)), ("6:45 p.m.", (18, 45)), ("7 pm", (19, 0)),
     ("12 am", (0, 0)), ("12:30 PM", (12, 30)), ("06:00", (6, 0)), ("6.30", (6, 30)),
+    # as it is said (the model passes the user's words on)
+    ("half past six tomorrow morning", (6, 30)), ("quarter to seven in the morning", (6, 45)),
+    ("6 tomorrow", (6, 0)), ("6:45 in the evening", (18, 45)), ("ten past 8 tonight", (20, 10)),
+    ("six thirty", (6, 30)), ("twenty to seven", (6, 40)), ("noon", (12, 0)),
+    ("midnight", (0, 0)), ("7 o'clock", (7, 0)),
 ])
 def test_an_alarm_time_is_read_as_people_write_it(said: str, expected: tuple[int, int]) -> None:
     assert clock_time(said) == expected
@@ -159,7 +164,7 @@ def test_an_alarm_time_is_read_as_people_write_it(said: str, expected: tuple[int
 
 @pytest.mark.parametrize(("said", "reason"), [
     ("13 pm", "the hour is 1 to 12"), ("24:00", "not a time of day"),
-    ("7:60", "not a time of day"), ("half past six", 'time must be like "7:30 am"'),
+    ("7:60", "not a time of day"), ("after lunch", 'time must be like "7:30 am"'),
 ])
 def test_a_time_that_is_no_time_is_refused_with_the_reason(said: str, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
@@ -199,4 +204,7 @@ def test_cancelling_by_words_that_fit_two_asks_which(tmp_path: Path) -> None:
         reminders.cancel_timer("tea")
     assert f"{first}: 1 minute timer 'tea for me'" in str(asked.value)
     assert f"{second}: 2 minute timer 'tea for you'" in str(asked.value)
+    with pytest.raises(ValueError, match="0 timers or alarms match 'that one'"):
+        reminders.cancel_timer("that one")
     assert reminders.cancel_timer("tea you") == {"cancelled": "2 minute timer 'tea for you'"}
+    assert reminders.cancel_timer("that one") == {"cancelled": "1 minute timer 'tea for me'"}

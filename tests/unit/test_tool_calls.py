@@ -14,6 +14,7 @@ from engines.tool_calls import (
     call_schema,
     call_start,
     parse_call,
+    request_alone,
     template_messages,
 )
 
@@ -90,3 +91,15 @@ def test_a_call_cut_short_parses_to_a_nameless_call_the_agent_reports() -> None:
     assert parse_call('{"name": "set_timer", "arguments": {"seconds": 5}}') == ToolCall(
         "set_timer", json.dumps({"seconds": 5}))
     assert parse_call('{"name": "set_ti') == ToolCall("", '{"name": "set_ti')
+
+
+def test_a_later_request_is_also_seen_as_if_it_opened_the_conversation() -> None:
+    system, note = ChatMessage("system", "Be brief."), ChatMessage("system", "It is 9:00.")
+    later = ChatMessage("system", "It is 9:01.")
+    ask, cancel = ChatMessage("user", "Time me 5 s."), ChatMessage("user", "Cancel it.")
+    call = ChatMessage("assistant", "", (ToolCall("set_timer", '{"seconds": 5}'),))
+    result, said = ChatMessage("tool", '{"started": true}'), ChatMessage("assistant", "Set.")
+    assert request_alone([system, note, ask, call, result, said, later, cancel]) == [
+        system, note, cancel]
+    assert request_alone([system, note, ask]) is None  # the first request is alone already
+    assert request_alone([system, note, ask, call, result]) is None  # a result to speak
