@@ -305,7 +305,7 @@ class LlamaLLM:
             self._cache = None
         if finish == "tool":
             call, made = self._constrained_call(prompt, choice[0] if choice and choice[0]
-                                                else tools, temperature)
+                                                else tools)
             completion += made
             yield Token(text="", tool_call=call)
         else:
@@ -395,10 +395,13 @@ class LlamaLLM:
                  for t in range(llm.n_vocab())])
         return self._opener_mask
 
-    def _constrained_call(self, prompt: list[int], tools: Sequence[ToolSpec],
-                          temperature: float) -> tuple[ToolCall, int]:
+    def _constrained_call(self, prompt: list[int], tools: Sequence[ToolSpec]
+                          ) -> tuple[ToolCall, int]:
         """The call written again from the prompt plus the call tag, under a grammar made
-        from the tools' schemas; returns it and the tokens it took."""
+        from the tools' schemas; returns it and the tokens it took. Written greedily: an
+        argument is the model's best reading of the request, not a sample (at 0.7 the 1.5B
+        set "half past six tomorrow morning" for 18:30 and "6 tomorrow" for 22:00; greedily
+        06:30 and 06:00: 9 of 10 alarm times right, against 6 of 10 in two sampled runs)."""
         import llama_cpp
         from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -409,7 +412,7 @@ class LlamaLLM:
                 json.dumps(call_schema(tools)), verbose=False)
         opening = self._llm.tokenize(OPENING.encode(), add_bos=False, special=True)
         out: list[int] = []
-        tokens = self._generate(prompt + opening, temperature, self._grammars[key])
+        tokens = self._generate(prompt + opening, 0.0, self._grammars[key])
         try:
             for token in tokens:
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token) or len(out) >= _CALL_TOKENS:

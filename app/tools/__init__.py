@@ -68,11 +68,13 @@ def default_tools(announce: Announce, data_dir: Path | None = None) -> Toolbox:
              _object({"hours": _NUMBER, "minutes": _NUMBER, "seconds": _NUMBER,
                       "label": _TEXT}), reminders.set_timer),
         Tool("set_alarm",
-             'Set an alarm for the next time the clock shows `time`: "7:30 am", "6:45 pm" or '
-             '"19:45".', _object({"time": _TEXT, "label": _TEXT}, "time"),
+             'Set an alarm for a time of day, the next time the clock shows `time`: "7:30 am",'
+             ' "6:45 pm" or "19:45".',
+             _object({"time": _TEXT, "label": _TEXT}, "time"),
              reminders.set_alarm),
-        Tool("list_timers", "List pending timers and alarms.", _object({}),
-             reminders.list_timers),
+        Tool("timers_left",
+             "Pending timers and alarms: the time each has left and when it rings.",
+             _object({}), reminders.timers_left),
         Tool("cancel_timer", "Cancel a timer or alarm.", _object({"which": _WHICH}, "which"),
              reminders.cancel_timer, asks_first=True),
         Tool("calculate",

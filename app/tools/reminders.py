@@ -77,7 +77,7 @@ class Reminders:
         row = self._add("alarm", label.strip(), None, due)
         return {"id": row, "set": _name("alarm", label.strip(), None), "rings": self._when(due)}
 
-    def list_timers(self) -> dict[str, Any]:
+    def timers_left(self) -> dict[str, Any]:
         now = self.clock()
         return {"timers": [{"id": row, "what": _name(kind, label, seconds),
                             "rings": self._when(due),
@@ -85,11 +85,11 @@ class Reminders:
                            for row, kind, label, seconds, due in self._pending()]}
 
     def summary(self) -> str:
-        """What list_timers says, as one line for the model's context: "Pending: 10 minute
+        """What timers_left says, as one line for the model's context: "Pending: 10 minute
         timer 'pasta' (id 2, 9 minutes and 40 seconds left, rings at 21:16)."; with the id,
         "cancel that alarm" needs no guess."""
         pending = [f"{t['what']} (id {t['id']}, {t['left']} left, rings {t['rings']})"
-                   for t in self.list_timers()["timers"]]
+                   for t in self.timers_left()["timers"]]
         return f"Pending: {'; '.join(pending)}." if pending else "No timers or alarms are set."
 
     def cancel_timer(self, which: int | str) -> dict[str, Any]:

@@ -280,7 +280,7 @@ async def _fresh(session: Session, clear_tools: bool) -> None:
     if not clear_tools:
         return
     box = session.toolbox
-    for timer in json.loads(await box.call("list_timers", "{}"))["timers"]:
+    for timer in json.loads(await box.call("timers_left", "{}"))["timers"]:
         await box.call("cancel_timer", json.dumps({"which": timer["id"]}))
     while notes := json.loads(await box.call("recall", "{}"))["notes"]:
         for note in notes:

@@ -133,7 +133,7 @@ def test_a_timer_set_before_a_restart_rings_after_it(env: dict[str, str]) -> Non
     reply = first.line(r"^parley: ")[1]
     first.close()
     assert first.proc.returncode == 0, reply
-    pending = Reminders(tools_db_path(), lambda _text: None).list_timers()
+    pending = Reminders(tools_db_path(), lambda _text: None).timers_left()
     assert "3 minute" in json.dumps(pending), f"no timer was set; Parley said {reply!r}"
     second = Chat(env)
     try:

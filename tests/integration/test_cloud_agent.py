@@ -272,7 +272,7 @@ def test_a_toolbox_it_is_given_runs_its_calls_and_is_not_closed_with_it(serve: A
         try:
             async with talking(tools=toolbox) as (agent, events):
                 await asyncio.wait_for(agent.say("Set a pasta timer for a minute."), 30)
-            pending = toolbox.reminders.list_timers()
+            pending = toolbox.reminders.timers_left()
             toolbox.reminders.set_timer(seconds=0.1, label="after")
             await until(lambda: said, 10, "the toolbox to announce after the agent closed")
             return events, pending

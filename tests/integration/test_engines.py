@@ -21,7 +21,7 @@ import soxr
 from app.conversation.context import turn_note, where
 from app.settings import load_settings
 from app.tools import default_tools
-from app.tools.reminders import timer_seconds
+from app.tools.reminders import clock_time, timer_seconds
 from engines.builtin import default_registry
 from engines.errors import ModelError, ParleyError
 from engines.llm_llama import LlamaLLM
@@ -425,3 +425,21 @@ def test_a_follow_up_that_needs_the_conversation_is_answered_in_words(llm: Llama
     assert "second_look" not in llm.stats.last_call_ms
     assert tokens[-1].finish == "stop" and not any(t.tool_call for t in tokens)
     assert "1564" in "".join(t.text for t in tokens)
+
+
+@pytest.mark.parametrize(("said", "rings"), [
+    ("Set an alarm for 6:45 in the evening.", (18, 45)),
+    ("Wake me up at half past six tomorrow morning.", (6, 30)),
+    ("Wake me up at 6 tomorrow.", (6, 0)),
+])
+def test_an_alarm_asked_for_in_words_rings_at_the_time_the_user_meant(
+        llm: LlamaLLM, tmp_path: Path, said: str, rings: tuple[int, int]) -> None:
+    """At the shipped temperature the reply is sampled, but the call's arguments are the
+    model's best reading: sampled, it set 18:30 for half past six in the morning."""
+    tools = default_tools(lambda _text: None, tmp_path)
+    temperature = load_settings().llm.temperature
+    tokens = list(llm.stream(shipped_prompt((NOTHING, said)), max_tokens=40,
+                             temperature=temperature, tools=tools.specs()))
+    calls = [t.tool_call for t in tokens if t.tool_call]
+    assert [c.name for c in calls] == ["set_alarm"], calls
+    assert clock_time(json.loads(calls[0].arguments)["time"]) == rings, calls

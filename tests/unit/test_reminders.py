@@ -180,7 +180,7 @@ def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:
         reminders.set_timer(seconds=0.5, label="tea")
         eggs = reminders.set_timer(seconds=600, label="eggs")["id"]
         reminders.set_alarm("06:45")
-        listed = reminders.list_timers()["timers"]
+        listed = reminders.timers_left()["timers"]
         assert [t["what"] for t in listed] == ["0.5 second timer 'tea'",
                                                "10 minute timer 'eggs'", "alarm"]
         assert listed[1]["left"] in {"10 minutes", "9 minutes and 59 seconds"}
@@ -189,7 +189,7 @@ def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="0 timers or alarms match 'tea'"):
             reminders.cancel_timer("tea")
         await _said_after(reminders, said, "sentinel")
-        assert [t["what"] for t in reminders.list_timers()["timers"]] == ["alarm"]
+        assert [t["what"] for t in reminders.timers_left()["timers"]] == ["alarm"]
         reminders.close()
 
     asyncio.run(story())

@@ -14,7 +14,7 @@ from openai.types.realtime import RealtimeFunctionTool
 from app.tools import Tool, ToolRegistry, default_tools
 from app.tools.clock import current_time, locale_name, now_line, spoken_duration, zone_name
 
-NAMES = {"get_current_time", "set_timer", "set_alarm", "list_timers", "cancel_timer",
+NAMES = {"get_current_time", "set_timer", "set_alarm", "timers_left", "cancel_timer",
          "calculate", "remember", "recall", "forget"}
 
 
