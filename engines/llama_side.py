@@ -50,11 +50,11 @@ class SideContext:
         import llama_cpp
 
         prompt = list(prompt)
-        held = _shared(self._tokens, prompt)
+        held = self._llm.longest_token_prefix(self._tokens, prompt)
         main = list(self._llm.input_ids[:self._llm.n_tokens])
-        if _shared(main, prompt) > held:
+        if self._llm.longest_token_prefix(main, prompt) > held:
             self._copy_main(main)
-            held = _shared(self._tokens, prompt)
+            held = self._llm.longest_token_prefix(self._tokens, prompt)
         held = min(held, len(prompt) - 1)  # the last token is read again for its scores
         memory = llama_cpp.llama_get_memory(self._ctx)
         llama_cpp.llama_memory_seq_rm(memory, 0, held, -1)
@@ -84,12 +84,3 @@ class SideContext:
             self._tokens = main
         else:
             self._tokens = []
-
-
-def _shared(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
