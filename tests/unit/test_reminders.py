@@ -179,7 +179,8 @@ def test_a_cancelled_timer_says_nothing(tmp_path: Path) -> None:
         reminders.start()
         reminders.set_timer(seconds=0.5, label="tea")
         eggs = reminders.set_timer(seconds=600, label="eggs")["id"]
-        reminders.set_alarm("06:45")
+        an_hour_ago = datetime.datetime.now() - datetime.timedelta(hours=1)
+        reminders.set_alarm(f"{an_hour_ago:%H:%M}")  # rings tomorrow, after the eggs
         listed = reminders.timers_left()["timers"]
         assert [t["what"] for t in listed] == ["0.5 second timer 'tea'",
                                                "10 minute timer 'eggs'", "alarm"]
