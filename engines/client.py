@@ -138,11 +138,11 @@ class EngineClient:
         return values[0] if values and isinstance(values[0], Transcript) else None
 
     async def generate(self, messages: list[ChatMessage], turn: int, generation: int,
-                       max_tokens: int, temperature: float, tools: Sequence[ToolSpec] = ()
-                       ) -> AsyncIterator[Token]:
+                       max_tokens: int, temperature: float, tools: Sequence[ToolSpec] = (),
+                       may_call: bool = True) -> AsyncIterator[Token]:
         await self._ensure_running()
         req = Generate(next(self._ids), turn, generation, tuple(messages), max_tokens,
-                       temperature, tuple(tools))
+                       temperature, tuple(tools), may_call)
         async for value in self._stream(req):
             if isinstance(value, Token):
                 yield value

@@ -84,13 +84,15 @@ class LlamaLLM:
     Options: `n_ctx` (context window in tokens, default 2048), `n_threads` (threads that
     generate tokens, 2), `n_threads_batch` (threads that read the prompt; default
     `n_threads`), `seed` (fixed sampling seed; default random), `prompt_cache` (keep the
-    first prompt's KV cache on disk for the next start; default true). Conversations longer than
+    first prompt's KV cache on disk for the next start; default true), `call_chance` (see
+    `CALL_CHANCE`; a catalog entry sets its own). Conversations longer than
     `n_ctx` lose their oldest turns; the system prompt and the last user message are kept.
     """
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
         self._ref = ref
         self._n_ctx = int(options.get("n_ctx", 2048))
+        self._call_chance = float(options.get("call_chance", CALL_CHANCE))
         self._n_threads = int(options.get("n_threads", 2))
         self._n_threads_batch = int(options.get("n_threads_batch", self._n_threads))
         seed = options.get("seed")
@@ -99,6 +101,7 @@ class LlamaLLM:
         self._formatter: Jinja2ChatFormatter | None = None
         self._grammars: dict[str, LlamaGrammar] = {}
         self._opener_mask: Any = None
+        self._end_mask: Any = None
         self._side: SideContext | None = None
         self._cache: PromptCache | None = None
         """The prompt read by the first reply is saved once, so the next process starts
@@ -224,13 +227,13 @@ class LlamaLLM:
 
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
-        tools: Sequence[ToolSpec] = (),
+        tools: Sequence[ToolSpec] = (), may_call: bool = True,
     ) -> Generator[Token, None, None]:
         """Yields text pieces as they are sampled; stop iterating to stop generating.
 
-        With `tools`, the reply's first characters are held back until it is clear whether
-        they open a tool call; a call is then written again under the tools' grammar and
-        yielded as one Token, and the stream ends (finish "tool").
+        With `tools` it `may_call`, the reply's first characters are held back until it is
+        clear whether they open a tool call; a call is then written again under the tools'
+        grammar and yielded as one Token, and the stream ends (finish "tool").
         """
         import llama_cpp
 
@@ -251,19 +254,17 @@ class LlamaLLM:
         self._stats.last_call_ms = stats
         completion = 0
         finish: str = "length"
-        held = "" if tools else None
-        names = [spec["function"]["name"] for spec in tools]
+        calls = tools if may_call else ()
+        held = "" if calls else None
         """Text not yet yielded while it may still open a tool call (None: released)."""
+        names = [spec["function"]["name"] for spec in calls]
         busy = 0.0  # generation time only, not the consumer's time between tokens
         resumed = start
         choice: list[Sequence[ToolSpec]] = []
         """The first-token decision, once made: the tools a call may use (none: talk)."""
-        if tools:
-            alone = request_alone(kept)
-            tokens = self._decided(prompt, temperature, stats, tools, choice,
-                                   self._tokenize(alone, tools) if alone else None)
-        else:
-            tokens = self._generate(prompt, temperature)
+        alone = request_alone(kept) if calls else None
+        tokens = self._decided(prompt, temperature, stats, calls, choice,
+                               self._tokenize(alone, calls) if alone else None)
         try:
             for token in tokens:
                 if completion == 0:
@@ -305,7 +306,7 @@ class LlamaLLM:
             self._cache = None
         if finish == "tool":
             call, made = self._constrained_call(prompt, choice[0] if choice and choice[0]
-                                                else tools)
+                                                else calls)
             completion += made
             yield Token(text="", tool_call=call)
         else:
@@ -329,8 +330,12 @@ class LlamaLLM:
                  alone: list[int] | None) -> Generator[int, Any, None]:
         """The first token is where the model chooses between calling a tool and talking.
         A call can open with any of hundreds of tokens (`{"`, `<tool_call>`, a fence…), so
-        their probabilities are summed: at `CALL_CHANCE` or more it calls, otherwise the
+        their probabilities are summed: at `call_chance` or more it calls, otherwise the
         likeliest word is taken; `choice` gets the tools the call may use (none: talk).
+        Without `tools` it talks. Talk opens with a word, never the end of the turn or a
+        call written as text: after a tool's result the 0.5B's likeliest first tokens were
+        those, and the user heard nothing or JSON. The word is the likeliest: sampled, the
+        1.5B opened its answer to "What's 7 times 8?" after the result with "Good job!".
 
         Later in a conversation, a request the conversation does not rule out
         (`SECOND_LOOK`) is also read on its own (`alone`, in a side context): if it calls
@@ -344,16 +349,16 @@ class LlamaLLM:
             return float(chances[openers].sum() / chances.sum())
 
         def decide(_ids: Any, scores: Any) -> Any:
-            here = chance(scores)
-            chosen = tools if here >= CALL_CHANCE else ()
+            here = chance(scores) if tools else 0.0
+            chosen = tools if here >= self._call_chance else ()
             if not chosen and alone is not None and here >= SECOND_LOOK:
                 started = time.perf_counter()
                 side = self._side_context()
-                if chance(side.logits(alone)) >= CALL_CHANCE:
+                if chance(side.logits(alone)) >= self._call_chance:
                     chosen = self._likeliest_tools(side, alone, tools)
                 stats["second_look"] = (time.perf_counter() - started) * 1000.0
             choice.append(chosen)
-            return np.where(openers == bool(chosen), scores, -np.inf)
+            return np.where(openers if chosen else ~openers & ~self._ends(), scores, -np.inf)
 
         greedy = self._generate(prompt, 0.0, logits_processor=[decide])
         try:
@@ -384,6 +389,16 @@ class LlamaLLM:
             assert self._llm is not None
             self._side = SideContext(self._llm)
         return self._side
+
+    def _ends(self) -> Any:
+        """A mask of the vocabulary: the tokens that end the model's turn."""
+        if self._end_mask is None:
+            import llama_cpp
+
+            assert self._llm is not None
+            self._end_mask = np.array([bool(llama_cpp.llama_vocab_is_eog(self._vocab, t))
+                                       for t in range(self._llm.n_vocab())])
+        return self._end_mask
 
     def _openers(self) -> Any:
         """A mask of the vocabulary: the tokens a tool call can start with."""

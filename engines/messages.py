@@ -38,6 +38,7 @@ class Generate:
     max_tokens: int
     temperature: float
     tools: tuple[ToolSpec, ...] = ()
+    may_call: bool = True
 
 
 @dataclass(frozen=True)

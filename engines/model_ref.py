@@ -22,3 +22,5 @@ class ModelRef:
     kind: Kind
     format: str
     path: Path
+    tuning: tuple[tuple[str, float], ...] = ()
+    """Engine options measured for this model (the catalog's `tuning`); settings win."""

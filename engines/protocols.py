@@ -102,10 +102,11 @@ class STTEngine(Engine, Protocol):
 class LLMEngine(Engine, Protocol):
     def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float,
-        tools: Sequence[ToolSpec] = (),
+        tools: Sequence[ToolSpec] = (), may_call: bool = True,
     ) -> Generator[Token, None, None]:
         """`tools` in the Chat Completions shape; a call, when the model makes one, ends
-        the stream (finish "tool")."""
+        the stream (finish "tool"). Without `may_call` the tools stay in the prompt (as
+        its cached start, and so the model reads the calls it made) but the reply is words."""
 
 
 @runtime_checkable

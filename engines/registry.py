@@ -52,4 +52,4 @@ class Registry:
         )
 
     def create(self, ref: ModelRef, options: Options) -> Engine:
-        return self.pick(ref).factory(ref, options)
+        return self.pick(ref).factory(ref, {**dict(ref.tuning), **options})

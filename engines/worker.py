@@ -104,7 +104,8 @@ class _Stage(threading.Thread):
             yield engine.transcribe(req.audio)
         elif isinstance(req, Generate) and isinstance(engine, LLMEngine):
             tokens = engine.stream(req.messages, max_tokens=req.max_tokens,
-                                   temperature=req.temperature, tools=req.tools)
+                                   temperature=req.temperature, tools=req.tools,
+                                   may_call=req.may_call)
             with contextlib.closing(tokens):
                 yield from tokens
         elif isinstance(req, Synthesize) and isinstance(engine, TTSEngine):

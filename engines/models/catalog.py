@@ -113,6 +113,8 @@ class CatalogEntry:
     path: str = ""
     homepage: str = ""
     approx_size: int | None = None
+    tuning: tuple[tuple[str, float], ...] = ()
+    """Engine options measured for this model, e.g. the 0.5B's `call_chance`."""
 
     @property
     def builtin(self) -> bool:
@@ -303,6 +305,7 @@ def _entry(raw: dict[str, Any]) -> CatalogEntry:
         path=path,
         homepage=str(raw.get("homepage", "")),
         approx_size=int(approx) if approx is not None else None,
+        tuning=tuple((str(k), float(v)) for k, v in raw.get("tuning", {}).items()),
     )
 
 

@@ -163,12 +163,13 @@ def _resolve_entry(entry: CatalogEntry, catalog: Catalog) -> ModelRef:
     missing = [f.name for f in entry.files if not (folder / f.name).is_file()]
     if not missing:
         _check_installed(entry, folder)
-        return ModelRef(entry.name, entry.kind, entry.format, _engine_path(entry, folder))
+        return ModelRef(entry.name, entry.kind, entry.format, _engine_path(entry, folder),
+                        entry.tuning)
     state = "not there" if len(missing) == len(entry.files) else f"missing {', '.join(missing)}"
     searched = [f"the models folder, {folder}: {state}"]
     in_package = _from_packages(entry, searched)
     if in_package is not None:
-        return ModelRef(entry.name, entry.kind, entry.format, in_package)
+        return ModelRef(entry.name, entry.kind, entry.format, in_package, entry.tuning)
     fix = f"Run `parley models pull {entry.name}`"
     if catalog.default(entry.kind).name == entry.name:
         fix += " (or `make setup`, which installs every default model)"

@@ -443,3 +443,26 @@ def test_an_alarm_asked_for_in_words_rings_at_the_time_the_user_meant(
     calls = [t.tool_call for t in tokens if t.tool_call]
     assert [c.name for c in calls] == ["set_alarm"], calls
     assert clock_time(json.loads(calls[0].arguments)["time"]) == rings, calls
+
+
+@pytest.mark.parametrize(("said", "expression", "result"), [
+    ("What's 7 times 8?", "7*8", "56"),
+    ("What is 987 minus 659?", "987-659", "328"),
+])
+def test_after_a_tools_result_the_answer_is_words_that_use_it(
+        llm: LlamaLLM, tmp_path: Path, said: str, expression: str, result: str) -> None:
+    """The last round may not call: the tools stay in the prompt, the reply opens with the
+    likeliest word (sampled, it opened with "Good job!"), never the end of the turn or the
+    call again as text."""
+    tools = default_tools(lambda _text: None, tmp_path)
+    messages = shipped_prompt(
+        (NOTHING, said),
+        ("", [ChatMessage("assistant", "", (ToolCall("calculate", json.dumps(
+                  {"expression": expression})),)),
+              ChatMessage("tool", json.dumps({"result": int(result), "spoken": result}))]))
+    temperature = load_settings().llm.temperature
+    tokens = list(llm.stream(messages, max_tokens=40, temperature=temperature,
+                             tools=tools.specs(), may_call=False))
+    text = "".join(t.text for t in tokens)
+    assert tokens[-1].finish == "stop" and not any(t.tool_call for t in tokens)
+    assert result in text and "{" not in text, text

@@ -58,8 +58,8 @@ class ScriptedEngines:
         return Transcript(self.heard.pop(0), "en", len(audio) / RATE)
 
     async def generate(self, messages: list[object], turn: int, generation: int,
-                       max_tokens: int, temperature: float, tools: object = ()
-                       ) -> AsyncIterator[Token]:
+                       max_tokens: int, temperature: float, tools: object = (),
+                       may_call: bool = True) -> AsyncIterator[Token]:
         user = messages[-1].content  # type: ignore[attr-defined]
         for word in self.replies[user].split(" "):
             yield Token(word + " ")

@@ -77,6 +77,16 @@ def test_create_hands_the_model_and_options_to_the_factory() -> None:
     assert engine.ref == model and engine.options == {"language": "de"}
 
 
+def test_a_models_measured_tuning_reaches_its_engine_and_the_users_settings_win() -> None:
+    registry = Registry()
+    registry.register("fake", "llm", {"gguf"}, FakeEngine)
+    model = ModelRef("small", "llm", "gguf", Path("/models/small"), (("call_chance", 0.5),))
+    tuned = registry.create(model, {"n_ctx": 2048})
+    assert isinstance(tuned, FakeEngine) and tuned.options == {"call_chance": 0.5, "n_ctx": 2048}
+    chosen = registry.create(model, {"call_chance": 0.2})
+    assert isinstance(chosen, FakeEngine) and chosen.options == {"call_chance": 0.2}
+
+
 def test_creating_a_builtin_engine_loads_nothing() -> None:
     """A bogus path is fine until `load`: creating an engine must stay cheap."""
     engine = default_registry().create(ref("llm", "gguf"), {"n_ctx": 512})

@@ -48,6 +48,7 @@ kind = "llm"
 format = "gguf"
 license = "MIT"
 path = "tiny.gguf"
+tuning = {{ call_chance = 0.5 }}
 [[models.files]]
 name = "tiny.gguf"
 size = {gguf_size}
@@ -193,6 +194,7 @@ def test_installed_catalog_models_resolve_from_the_models_folder(setup: Setup) -
     write(setup.models / "tiny-stt" / "config.json", b"{}")
     llm = resolve("tiny-llm", "llm", catalog=setup.catalog)
     assert (llm.name, llm.kind, llm.format, llm.path) == ("tiny-llm", "llm", "gguf", gguf)
+    assert llm.tuning == (("call_chance", 0.5),)  # the engine options measured for it
     assert resolve("tiny-stt", catalog=setup.catalog).path == setup.models / "tiny-stt"
 
 
