@@ -114,6 +114,18 @@ class Recording:
         total, at = self._arrivals[i]
         return at - (total - 1 - frame) / self.rate
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def frame_at(self, when: float) -> int:
+        """The frame captured at `when` (time.monotonic()), the inverse of `time_of`."""
+        i = bisect.bisect_left(self._arrivals, when, key=lambda a: a[1])
+        if i >= len(self._arrivals):
+            return self.frames
+        total, at = self._arrivals[i]
+        return max(0, total - 1 - round((at - when) * self.rate))
+
     def stop(self) -> Path:
         """Stop recording and finish the WAV; returns its path."""
         if self._proc.poll() is None:
@@ -224,10 +236,11 @@ class PulseAudio:
         return proc
 
     def mic_listeners(self) -> int:
-        """How many streams record from the virtual microphone, this harness's aside."""
+        """How many streams record from the virtual microphone, this harness's own aside."""
         sources = json.loads(self._pactl("-f", "json", "list", "sources"))
         mic = next(s["index"] for s in sources if s["name"] == f"{MIC}.monitor")
-        ours = {str(keeper.pid) for keeper in self._keepers}
+        ours = {str(keeper.pid) for keeper in self._keepers} | {
+            str(child.pid) for child in self._children if isinstance(child, Recording)}
         return sum(1 for out in json.loads(self._pactl("-f", "json", "list", "source-outputs"))
                    if out["source"] == mic
                    and out["properties"].get("application.process.id") not in ours)
@@ -266,7 +279,14 @@ class PulseAudio:
 
     def record_speaker(self, wav_path: str | Path) -> Recording:
         """Record what the app plays; call `stop()` on the handle to finish the WAV."""
-        rec = Recording(f"{SPEAKER}.monitor", Path(wav_path), self.env)
+        return self._record(f"{SPEAKER}.monitor", wav_path)
+
+    def record_mic(self, wav_path: str | Path) -> Recording:
+        """Record what the app hears: the user's words (and the room's echo, if any)."""
+        return self._record(f"{MIC}.monitor", wav_path)
+
+    def _record(self, source: str, wav_path: str | Path) -> Recording:
+        rec = Recording(source, Path(wav_path), self.env)
         self._children.append(rec)
         return rec
 

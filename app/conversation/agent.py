@@ -30,7 +30,14 @@ from app.conversation.events import (
     UserSaid,
 )
 from app.conversation.interruption import from_the_user
-from app.conversation.metrics import AUDIO_SECONDS, STT, TTS_AUDIO_SECONDS, TTS_MS, turn_times
+from app.conversation.metrics import (
+    AUDIO_SECONDS,
+    END_OF_TURN_WAIT,
+    STT,
+    TTS_AUDIO_SECONDS,
+    TTS_MS,
+    turn_times,
+)
 from app.conversation.sentences import SentenceSplitter
 from app.conversation.spoken import Spoken
 from app.conversation.tooluse import ROUNDS, ToolUse
@@ -177,8 +184,8 @@ class Agent(EventBus):
             if whole is not None and from_the_user(whole.text, said):
                 log.info("read in full: %r", whole.text)
                 transcript, text = whole, whole.text.strip()
-        metrics = {STT: (self.clock() - started) * 1000,
-                   AUDIO_SECONDS: transcript.audio_seconds}
+        metrics = {END_OF_TURN_WAIT: (started - ended_at) * 1000,
+                   STT: (self.clock() - started) * 1000, AUDIO_SECONDS: transcript.audio_seconds}
         async with self._one_turn_at_a_time:
             self._turns += 1
             return await self._answer(self._turns, self.generation, text, ended_at, metrics)
@@ -209,7 +216,8 @@ class Agent(EventBus):
         if transcript is None or not transcript.text.strip():
             self.set_state(State.LISTENING)
             return None
-        metrics = {STT: (heard - started) * 1000, AUDIO_SECONDS: transcript.audio_seconds}
+        metrics = {END_OF_TURN_WAIT: (started - ended_at) * 1000, STT: (heard - started) * 1000,
+                   AUDIO_SECONDS: transcript.audio_seconds}
         return await self._answer(turn, generation, transcript.text.strip(), ended_at, metrics)
 
     async def _transcribe(self, audio: Audio, turn: int, generation: int) -> Transcript | None:
@@ -251,8 +259,9 @@ class Agent(EventBus):
             if self.tools is not None:
                 self.history += await self.tools.settle(turn, user_text)
             for round_ in range(1, ROUNDS + 1):
-                specs = self.tools.specs() if self.tools and round_ < ROUNDS else []
-                call = await self._think(turn, generation, specs, say, marks, tokens)
+                specs = self.tools.specs() if self.tools else []
+                call = await self._think(turn, generation, specs, round_ < ROUNDS, say, marks,
+                                         tokens)
                 if call is None or self.tools is None or generation != self.generation:
                     break
                 outcome = await self.tools.run(turn, call)
@@ -280,7 +289,7 @@ class Agent(EventBus):
         self.set_state(State.LISTENING)
         return result
 
-    async def _think(self, turn: int, generation: int, specs: list[ToolSpec],
+    async def _think(self, turn: int, generation: int, specs: list[ToolSpec], may_call: bool,
                      say: Callable[[str], None], marks: dict[str, float],
                      tokens: dict[str, int]) -> ToolCall | None:
         """One model call: its words go to `say` in speakable pieces; returns the tool call
@@ -292,7 +301,7 @@ class Agent(EventBus):
         finish = ""
         async for token in self.engines.generate(
                 self._prompt(), turn, generation, self.settings.max_tokens,
-                self.settings.temperature, specs):
+                self.settings.temperature, specs, may_call):
             if generation != self.generation:
                 break
             marks.setdefault("first_token", self.clock())

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 END_OF_SPEECH_TO_FIRST_AUDIO = "end_of_speech_to_first_audio"
 """The headline: from the user's last voiced sample (for a typed turn, Enter) to the first
 reply audio handed to the output. Local and cloud."""
+END_OF_TURN_WAIT = "end_of_turn_wait"
+"""From the user's last voiced sample to the turn judged finished: the silence the endpointer
+waited for. Part of what the user feels, and no engine's doing."""
 STT = "stt"
 """From the utterance handed to the STT to its transcript back in the Agent."""
 AUDIO_SECONDS = "audio_seconds"
@@ -39,9 +42,9 @@ SPEECH_STOPPED_TO_FIRST_AUDIO = "speech_stopped_to_first_audio"
 """Cloud: from the server saying the speech stopped to the first reply audio handed to the
 output."""
 
-TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER = (
-    "Transcribe", "First token", "First phrase", "First audio", "Other")
-STAGES = (TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER)
+END_OF_TURN, TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER = (
+    "End of turn", "Transcribe", "First token", "First phrase", "First audio", "Other")
+STAGES = (END_OF_TURN, TRANSCRIBE, FIRST_TOKEN, FIRST_PHRASE, FIRST_AUDIO, OTHER)
 """The consecutive stages of end of speech → first audio, in time order, as the user reads
 them."""
 
@@ -49,9 +52,12 @@ them."""
 def stage_times(metrics_ms: Mapping[str, float]) -> dict[str, float]:
     """Split end of speech → first audio into consecutive stages, in `STAGES` order, so they
     can be stacked end to end. Stages the turn did not have are left out (a typed turn has no
-    Transcribe, a cloud turn only Other); Other is what no stage accounts for, mostly the
-    endpointer's wait for silence."""
+    End of turn or Transcribe; a cloud turn has End of turn, the server's wait, and Other);
+    Other is what no stage accounts for."""
     stages: dict[str, float] = {}
+    waited = metrics_ms.get(END_OF_TURN_WAIT, metrics_ms.get(END_OF_SPEECH_TO_SPEECH_STOPPED))
+    if waited is not None:
+        stages[END_OF_TURN] = waited
     if STT in metrics_ms:
         stages[TRANSCRIBE] = metrics_ms[STT]
     if LLM_FIRST_TOKEN in metrics_ms:

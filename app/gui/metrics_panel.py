@@ -39,9 +39,9 @@ from app.conversation.events import (
     TurnMetrics,
 )
 
-_COLOURS = {metrics.TRANSCRIBE: "#0072B2", metrics.FIRST_TOKEN: "#E69F00",
-            metrics.FIRST_PHRASE: "#009E73", metrics.FIRST_AUDIO: "#CC79A7",
-            metrics.OTHER: "#8C8C8C"}
+_COLOURS = {metrics.END_OF_TURN: "#D55E00", metrics.TRANSCRIBE: "#0072B2",
+            metrics.FIRST_TOKEN: "#E69F00", metrics.FIRST_PHRASE: "#009E73",
+            metrics.FIRST_AUDIO: "#CC79A7", metrics.OTHER: "#8C8C8C"}
 """The stages in the Okabe-Ito colours: distinct for colour-blind eyes and readable on light
 and dark backgrounds alike."""
 
@@ -139,10 +139,10 @@ class MetricsPanel(QWidget):
             for name in metrics.STAGES))
         self.legend.setWordWrap(True)
         self.legend.setAccessibleName("Stage colours")
-        self.legend.setToolTip("Transcribe: speech to text. First token: until the LLM's first "
+        self.legend.setToolTip("End of turn: the pause that tells Parley you have finished. "
+                               "Transcribe: speech to text. First token: until the LLM's first "
                                "word. First phrase: until a phrase is ready to speak. First "
-                               "audio: synthesizing it. Other: the rest, mostly the pause that "
-                               "tells Parley you have finished.")
+                               "audio: synthesizing it. Other: the rest (handing over, queues).")
 
         self.latency_plot = self._plot("End of speech to first audio, per turn", 110)
         self.latency_line = self.latency_plot.plot([], [], symbol="o", symbolSize=6)
