@@ -45,6 +45,7 @@ class SttSettings:
     cpu_threads: int
     compute_type: str | None = None
     beam_size: int | None = None
+    window_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,8 @@ class VadSettings:
     pre_roll_ms: int
     hangover_ms: int
     min_speech_ms: int
+    early_stt_ms: int
+    """Silence after which what was said so far is transcribed, before the turn is over."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,7 +43,16 @@ class Utterance:
     twin: Audio | None = None
 
 
-Event = SpeechStarted | Utterance
+@dataclass(frozen=True, eq=False)
+class Paused:
+    """The user has paused for `pause_ms`: `audio` is the utterance as it will be cut if the
+    pause turns out to end it (sample for sample), so its transcription can start before
+    the hangover is over."""
+
+    audio: Audio
+
+
+Event = SpeechStarted | Paused | Utterance
 
 
 Frame = tuple[Audio, Audio | None]
@@ -66,9 +75,11 @@ class Endpointer:
         min_speech_ms: int = 200,
         max_utterance_s: float = 30.0,
         tail_ms: int = 200,
+        pause_ms: int = 0,
     ) -> None:
         """`tail_ms` of audio after the last voiced frame is kept because VADs tend to
-        miss soft word endings ("-s", "-t"); it never exceeds `hangover_ms`."""
+        miss soft word endings ("-s", "-t"); it never exceeds `hangover_ms`. After
+        `pause_ms` of silence (at least the tail; 0: never) a `Paused` is emitted."""
         if max_utterance_s <= 0:
             raise ValueError(f"max_utterance_s must be positive, got {max_utterance_s}")
         self._vad = vad
@@ -78,6 +89,7 @@ class Endpointer:
         self._min_frames = max(1, self._frames(min_speech_ms))
         self._max_samples = round(max_utterance_s * self.sample_rate)
         self._tail_ms = tail_ms
+        self._pause_ms = pause_ms
         self.hangover_ms = hangover_ms
         self._buf = _EMPTY
         self._twin_buf: Audio | None = None
@@ -102,6 +114,8 @@ class Endpointer:
         self._hangover_frames = max(1, self._frames(ms))
         self._tail = min(round(self._tail_ms * self.sample_rate / 1000),
                          self._hangover_frames * self._f)
+        self._pause_frames = max(self._frames(self._pause_ms), math.ceil(self._tail / self._f)) \
+            if self._pause_ms else 0
 
     def _frames(self, ms: float) -> int:
         return math.ceil(ms * self.sample_rate / 1000 / self._f)
@@ -175,6 +189,8 @@ class Endpointer:
             self._silence += 1
             if self._silence >= self._hangover_frames:
                 events += self._close()
+            elif self._started and self._silence == self._pause_frames:
+                events.append(Paused(self._utterance(self._seg, self._end(self._seg)).audio))
         return events
 
     def _begin(self, start: int, frames: list[Frame]) -> None:
@@ -192,14 +208,18 @@ class Endpointer:
         events: list[Event] = []
         keep_from = 0
         if self._started:
-            length = sum(len(f) for f, _ in frames)
-            end = min(self._last_voiced_end + self._tail - self._seg_start, length)
+            end = self._end(frames)
             events.append(self._utterance(frames, end))
             keep_from = math.ceil(end / self._f)
         # Later frames are the next utterance's pre-roll, but none that was already sent.
         maxlen = self._ring.maxlen or 0
         self._ring.extend(frames[max(keep_from, len(frames) - maxlen):])
         return events
+
+    def _end(self, frames: list[Frame]) -> int:
+        """Where the utterance in `frames` ends: the tail after its last voiced frame."""
+        length = sum(len(f) for f, _ in frames)
+        return min(self._last_voiced_end + self._tail - self._seg_start, length)
 
     def _utterance(self, frames: list[Frame], end: int | None = None) -> Utterance:
         """The frames (up to sample `end`) as an utterance."""

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from app.conversation.context import Here
 from app.conversation.events import (
     Announcement,
@@ -117,6 +119,8 @@ class Agent(EventBus):
         self._turns = 0
         self._one_turn_at_a_time = asyncio.Lock()
         self._reply: _Reply | None = None
+        self._guess: tuple[Audio, asyncio.Task[Transcript | None]] | None = None
+        """What the user said before their latest pause, being transcribed (see `guess`)."""
         self.turns: list[TurnMetrics] = []
         """Every completed turn's metrics, for reports."""
         engines.on_restart = lambda err: self.publish(ErrorOccurred(err.message, err.hint))
@@ -202,13 +206,26 @@ class Agent(EventBus):
             return await self._answer(self._turns, self.generation, text.strip(), self.clock(),
                                       {})
 
+    def guess(self, audio: Audio) -> None:
+        """The user paused: transcribe what they said so far now, so that if the pause ends
+        their turn (the same audio reaches `hear`) the transcript is ready or nearly."""
+        if self.state not in (State.LISTENING, State.HEARING):
+            return
+        task = asyncio.ensure_future(self._transcribe(audio, self._turns + 1, self.generation))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a stale guess's
+        self._guess = (audio, task)
+
     async def _hear(self, audio: Audio, ended_at: float) -> TurnMetrics | None:
         self._turns += 1
         turn, generation = self._turns, self.generation
         self.set_state(State.TRANSCRIBING)
         started = self.clock()
+        guess, self._guess = self._guess, None
         try:
-            transcript = await self._transcribe(audio, turn, generation)
+            if guess is not None and np.array_equal(guess[0], audio):
+                transcript = await guess[1]
+            else:
+                transcript = await self._transcribe(audio, turn, generation)
         except ParleyError as err:
             self._fail(err)
             return None

@@ -17,7 +17,8 @@ END_OF_TURN_WAIT = "end_of_turn_wait"
 """From the user's last voiced sample to the turn judged finished: the silence the endpointer
 waited for. Part of what the user feels, and no engine's doing."""
 STT = "stt"
-"""From the utterance handed to the STT to its transcript back in the Agent."""
+"""From the utterance handed to the Agent to its transcript back: the wait for it (shorter
+when its transcription began in the pause before the turn ended, `early_stt_ms`)."""
 AUDIO_SECONDS = "audio_seconds"
 """Seconds of the user's speech that was transcribed."""
 LLM_FIRST_TOKEN = "llm_first_token"

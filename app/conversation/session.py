@@ -59,7 +59,7 @@ def endpointer_factory(settings: Settings) -> Endpointers:
     vad = settings.vad
     return Endpointers(make_vad(resolve_model(settings, "vad"), settings),
                        pre_roll_ms=vad.pre_roll_ms, hangover_ms=vad.hangover_ms,
-                       min_speech_ms=vad.min_speech_ms)
+                       min_speech_ms=vad.min_speech_ms, pause_ms=vad.early_stt_ms)
 
 
 _LAST_WORDS_S = 30.0

@@ -122,3 +122,30 @@ def test_a_crashed_worker_is_reported_and_the_conversation_goes_on(engines: Any)
     said = [m.content for m in agent.history if m.role == "user"]
     assert said[0] == "Hello!" and "sky" in said[-1].lower()
     assert sum(m.role == "assistant" for m in agent.history) == 2
+
+
+def test_a_transcript_begun_in_the_users_pause_answers_the_turn_the_pause_ended(
+        engines: Any) -> None:
+    """The endpointer offers the utterance at a pause; if the pause ends the turn the same
+    audio arrives and its transcript is already there. If the user went on, the longer
+    utterance is transcribed afresh."""
+    loop, client = engines
+    agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant.",
+                                                        max_tokens=12))
+    quiet = np.zeros(4800, np.float32)
+    first = np.concatenate([quiet, espeak("What is the capital of France?"), quiet])
+    longer = np.concatenate([first, espeak("And of Spain?"), quiet])
+
+    async def run() -> tuple[Any, Any]:
+        agent.guess(first)
+        await until(lambda: "stt" in client.stats and client.stats["stt"].calls == 1, 60,
+                    "the pause's transcription")
+        paused = await agent.hear(first, time.perf_counter())
+        agent.guess(first)  # the user went on after this pause…
+        went_on = await agent.hear(longer, time.perf_counter())  # …and this one ended it
+        return paused, went_on
+
+    paused, went_on = loop.run_until_complete(run())
+    assert paused is not None and "france" in paused.user_text.lower()
+    assert paused.metrics_ms["stt"] < 50  # nothing left to wait for
+    assert went_on is not None and "spain" in went_on.user_text.lower()

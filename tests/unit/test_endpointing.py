@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import webrtcvad
 
-from audio.endpointing import Endpointer, Event, SpeechStarted, Utterance
+from audio.endpointing import Endpointer, Event, Paused, SpeechStarted, Utterance
 from audio.wav import read_wav
 from engines.protocols import Audio, EngineStats, VADEngine
 
@@ -175,6 +175,29 @@ def test_pauses_shorter_than_the_hangover_stay_in_one_utterance() -> None:
     ep.hangover_ms = 1000
     (utt,) = _utterances(_run(ep, stream))
     assert (utt.start_s, utt.end_s) == (0.6, 2.7)
+
+
+def test_a_pause_offers_the_utterance_as_it_will_be_cut_if_the_pause_ends_it() -> None:
+    """The STT can start on a pause: if the user goes on, the next pause offers the longer
+    utterance; if not, the utterance is the one offered, sample for sample."""
+    stream = np.concatenate([_silence(0.6), _loud(0.6), _silence(0.45), _loud(0.6),
+                             _silence(1.2)])
+    events = _run(Endpointer(LoudVad(), pause_ms=240), stream)
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechStarted, Paused, Paused, Utterance]
+    (_, first), (second_at, second), (ended_at, utt) = events[1:]
+    assert isinstance(first, Paused) and isinstance(second, Paused)
+    assert isinstance(utt, Utterance)
+    assert len(first.audio) < len(second.audio)
+    np.testing.assert_array_equal(second.audio, utt.audio)
+    assert 2.49 <= second_at < 2.49 + 3000 / RATE  # 240 ms into the pause
+    assert ended_at - second_at >= 0.3  # the hangover's rest: the time the STT gains
+    # a pause shorter than the tail would cut short: it waits for the tail
+    early = _run(Endpointer(LoudVad(), pause_ms=60), stream)
+    np.testing.assert_array_equal([e for _, e in early if isinstance(e, Paused)][-1].audio,
+                                  utt.audio)
+    # off by default
+    assert Paused not in [type(e) for _, e in _run(Endpointer(LoudVad()), stream)]
 
 
 def test_long_speech_is_split_at_max_utterance_without_losing_audio() -> None:
