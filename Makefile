@@ -22,3 +22,5 @@ bench: setup
 	$(PY) -m tests.bench.gui_loop
 	$(PY) -m tests.bench.echo
 	$(PY) -m tests.bench.quality
+	$(PY) -m tests.bench.live
+	$(PY) -m tests.bench.hearing

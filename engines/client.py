@@ -25,6 +25,7 @@ from engines.messages import (
     Failure,
     Generate,
     Load,
+    Prefill,
     Ready,
     Reply,
     Request,
@@ -147,6 +148,13 @@ class EngineClient:
             if isinstance(value, Token):
                 yield value
 
+    async def prefill(self, messages: list[ChatMessage], turn: int, generation: int,
+                      tools: Sequence[ToolSpec] = ()) -> None:
+        await self._ensure_running()
+        async for _ in self._stream(Prefill(next(self._ids), turn, generation,
+                                            tuple(messages), tuple(tools))):
+            pass
+
     async def synthesize(self, text: str, turn: int, generation: int
                          ) -> AsyncIterator[AudioChunk]:
         await self._ensure_running()
@@ -163,7 +171,7 @@ class EngineClient:
     async def _call(self, req: Load | Transcribe) -> list[Any]:
         return [value async for value in self._stream(req)]
 
-    async def _stream(self, req: Load | Transcribe | Generate | Synthesize
+    async def _stream(self, req: Load | Transcribe | Generate | Prefill | Synthesize
                       ) -> AsyncIterator[Any]:
         assert self._requests is not None
         inbox: asyncio.Queue[Reply | Failure | WorkerError] = asyncio.Queue()

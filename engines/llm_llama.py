@@ -49,6 +49,8 @@ SECOND_LOOK = 0.001
 """Below this chance of a call in the conversation, a request is not read on its own:
 follow-ups that need the conversation ("When was he born?", "And for silver?") scored
 0.0000-0.0002 there and up to 0.33 on their own; requests for a tool 0.0027 or more."""
+_PREFILL_BATCH = 16
+"""Tokens read between chances to stop a prefill (or let the STT have the cores)."""
 _CALL_TOKENS = 256
 """A cap on one constrained tool call, so a runaway string argument cannot hang a turn."""
 _llama_log_callback: Any = None
@@ -315,6 +317,28 @@ class LlamaLLM:
                 yield Token(text=tail)
         yield Token(text="", done=True, prompt_tokens=len(prompt), completion_tokens=completion,
                     finish=finish)  # type: ignore[arg-type]
+
+    def prefill(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
+                ) -> Generator[int, None, None]:
+        """Reads, `_PREFILL_BATCH` tokens at a time, the prompt up to where a user message
+        after `messages` would begin: what two different such messages render alike."""
+        from llama_cpp import Llama
+
+        self.load()
+        assert self._llm is not None
+        llm = self._llm
+        one, other = (self._tokenize([*messages, ChatMessage("user", said)], tools)
+                      for said in ("a", "b"))
+        ahead = one[:Llama.longest_token_prefix(one, other)]
+        if len(ahead) >= self._n_ctx // 2:  # the request will drop turns: another prompt
+            return
+        read = Llama.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), ahead)
+        while read < len(ahead):
+            llm.n_tokens = read
+            batch = ahead[read:read + _PREFILL_BATCH]
+            llm.eval(batch)
+            read += len(batch)
+            yield read
 
     def _generate(self, prompt: list[int], temperature: float,
                   grammar: LlamaGrammar | None = None,

@@ -42,6 +42,18 @@ class Generate:
 
 
 @dataclass(frozen=True)
+class Prefill:
+    """Read `messages` into the LLM's cache ahead of the `Generate` that will start with them
+    (the turn's note, while the user is still speaking)."""
+
+    id: int
+    turn: int
+    generation: int
+    messages: tuple[ChatMessage, ...]
+    tools: tuple[ToolSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class Synthesize:
     id: int
     turn: int
@@ -61,15 +73,17 @@ class Shutdown:
     pass
 
 
-Request = Load | Transcribe | Generate | Synthesize | Cancel | Shutdown
-StageRequest = Load | Transcribe | Generate | Synthesize
+Request = Load | Transcribe | Generate | Prefill | Synthesize | Cancel | Shutdown
+StageRequest = Load | Transcribe | Generate | Prefill | Synthesize
 
 
 def stage_of(req: StageRequest) -> Kind:
     """Which engine kind (and worker stage) serves a request."""
     if isinstance(req, Load):
         return req.ref.kind
-    return "stt" if isinstance(req, Transcribe) else "llm" if isinstance(req, Generate) else "tts"
+    if isinstance(req, Transcribe):
+        return "stt"
+    return "llm" if isinstance(req, Generate | Prefill) else "tts"
 
 
 @dataclass(frozen=True)

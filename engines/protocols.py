@@ -108,6 +108,12 @@ class LLMEngine(Engine, Protocol):
         the stream (finish "tool"). Without `may_call` the tools stay in the prompt (as
         its cached start, and so the model reads the calls it made) but the reply is words."""
 
+    def prefill(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
+                ) -> Generator[int, None, None]:
+        """Read the prompt that `messages` and a user message after them will start with,
+        so that `stream` has only the rest to read; yields the tokens read so far after
+        each batch (stop iterating to stop early: what was read stays)."""
+
 
 @runtime_checkable
 class TTSEngine(Engine, Protocol):

@@ -25,6 +25,7 @@ from engines.messages import (
     Failure,
     Generate,
     Load,
+    Prefill,
     Ready,
     Reply,
     Request,
@@ -74,7 +75,7 @@ class _Stage(threading.Thread):
         if self.engine is None:
             raise ParleyError(f"No {self.kind.upper()} model is loaded.",
                               "Load a model first (see `parley models list`).")
-        busy = self.worker.tts_idle if self.kind == "tts" else None
+        busy = {"tts": self.worker.tts_idle, "stt": self.worker.stt_idle}.get(self.kind)
         if busy is not None:
             busy.clear()
         try:
@@ -98,7 +99,7 @@ class _Stage(threading.Thread):
             old.close()
         self.worker.send(Reply(req.id, engine.stats, final=True, stats=engine.stats))
 
-    def _run(self, req: Transcribe | Generate | Synthesize) -> Iterator[Any]:
+    def _run(self, req: Transcribe | Generate | Prefill | Synthesize) -> Iterator[Any]:
         engine = self.engine
         if isinstance(req, Transcribe) and isinstance(engine, STTEngine):
             yield engine.transcribe(req.audio)
@@ -108,6 +109,13 @@ class _Stage(threading.Thread):
                                    may_call=req.may_call)
             with contextlib.closing(tokens):
                 yield from tokens
+        elif isinstance(req, Prefill) and isinstance(engine, LLMEngine):
+            read = engine.prefill(req.messages, tools=req.tools)
+            with contextlib.closing(read):
+                for _ in read:  # the user's words come first: transcription gets the cores
+                    self.worker.stt_idle.wait()
+                    if self.worker.stale(req.generation):
+                        break
         elif isinstance(req, Synthesize) and isinstance(engine, TTSEngine):
             chunks = engine.synthesize(req.text)
             with contextlib.closing(chunks):
@@ -128,6 +136,9 @@ class _Worker:
         a small CPU the sentence the user is waiting to hear gets every core. Generation is
         many times faster than speech, so the pause never starves playback."""
         self.tts_idle.set()
+        self.stt_idle = threading.Event()
+        """Cleared while the STT stage transcribes: a prefill waits between batches."""
+        self.stt_idle.set()
         self.stages: dict[Kind, _Stage] = {
             kind: _Stage(kind, self) for kind in ("stt", "llm", "tts")
         }

@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -46,6 +47,7 @@ from tests.pulse import PulseAudio, Recording
 from tests.speech import espeak
 
 RATE = 16000
+_HERE = Path(__file__).resolve().parents[2]
 PAUSE = "|"
 """In a prompt's text, a 500 ms pause inside the sentence."""
 OUTPUT = "Output"
@@ -101,9 +103,12 @@ def speak(prompt: Prompt, piper: Any) -> np.ndarray:
             parts.append(np.zeros(RATE // 2, np.float32))
         if prompt.voice == "piper":
             piper_speech = np.concatenate([c.samples for c in piper(prompt.speed, piece)])
-            parts.append(soxr.resample(piper_speech, piper.rate, RATE).astype(np.float32))
+            said = soxr.resample(piper_speech, piper.rate, RATE).astype(np.float32)
         else:
-            parts.append(espeak(piece, RATE, prompt.voice, int(prompt.speed)))
+            said = espeak(piece, RATE, prompt.voice, int(prompt.speed))
+        # each voice pads its speech with silence of its own: a pause is 500 ms, no more
+        loud = np.flatnonzero(np.abs(said) > 0.02 * np.abs(said).max())
+        parts.append(said[loud[0]:loud[-1] + 1])
     speech = np.concatenate(parts)
     return (0.5 * speech / max(1e-6, float(np.abs(speech).max()))).astype(np.float32)
 
@@ -144,11 +149,11 @@ class App:
     """`parley run --headless` under the bench's PulseAudio, its stdout read line by line."""
 
     def __init__(self, pulse: PulseAudio, config: Path, data: Path, metrics: Path,
-                 turns: int) -> None:
+                 code: Path) -> None:
         env = {**pulse.env, "PARLEY_CONFIG": str(config), "PARLEY_DATA_DIR": str(data)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "run", "--headless", "--max-turns", str(turns),
-             "--metrics-json", str(metrics)],
+            [sys.executable, "-m", "app.cli", "run", "--headless", "--metrics-json",
+             str(metrics)], cwd=code,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -175,7 +180,31 @@ class App:
             if line.startswith(start):
                 return seen
 
+    def settle(self, speaker: Recording, timeout: float = 300) -> list[str]:
+        """The lines of the turns a prompt made, once a reply has been printed, no line has
+        come for 1.5 s and the speaker has been quiet for 1 s (a prompt cut in two makes
+        two turns, or its second half interrupts the first's reply)."""
+        lines: list[str] = []
+        start = last_line = time.monotonic()
+        while time.monotonic() - start < timeout:
+            try:
+                lines.append(self.lines.get(timeout=0.1))
+                last_line = time.monotonic()
+                continue
+            except queue.Empty:
+                pass
+            sound = speaker.last_sound
+            quiet = sound is None or (speaker.frames - sound) / speaker.rate >= 1.0
+            if (quiet and time.monotonic() - last_line >= 1.5
+                    and any(line.startswith("parley:") for line in lines)):
+                return lines
+            if self.proc.poll() is not None:
+                break
+        err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() else ""
+        raise RuntimeError(f"no settled reply within {timeout} s: {lines} {err[-2000:]}")
+
     def close(self) -> str:
+        self.proc.send_signal(signal.SIGINT)  # Ctrl+C: the metrics are written on the way out
         try:
             _, err = self.proc.communicate(timeout=120)
         finally:
@@ -194,16 +223,17 @@ def last_sound(audio: np.ndarray, start: int, end: int) -> int | None:
     return start + int(loud[-1]) if loud.size else None
 
 
-def one_pass(pulse: PulseAudio, name: str, settings: dict[str, dict[str, Any]],
+def one_pass(pulse: PulseAudio, name: str, config: Config,
              prompts: list[tuple[Prompt, Path, float]], folder: Path) -> list[dict[str, Any]]:
     """All prompts, one conversation, one process: each turn's latency and stages."""
+    code, settings = config
     folder.mkdir(parents=True, exist_ok=True)
-    config = folder / "config.toml"
-    config.write_bytes(tomli_w.dumps(settings).encode())
+    config_path = folder / "config.toml"
+    config_path.write_bytes(tomli_w.dumps(settings).encode())
     metrics_path = folder / "metrics.json"
     mic = pulse.record_mic(folder / "mic.wav")
     speaker = pulse.record_speaker(folder / "speaker.wav")
-    app = App(pulse, config, folder / "data", metrics_path, len(prompts))
+    app = App(pulse, config_path, folder / "data", metrics_path, code)
     played: list[tuple[float, list[str]]] = []
     try:
         app.wait_for("Listening", 300)
@@ -213,17 +243,17 @@ def one_pass(pulse: PulseAudio, name: str, settings: dict[str, dict[str, Any]],
         for prompt, wav, _ in prompts:
             began = time.monotonic()
             pulse.play_into_mic(wav)
-            said = app.wait_for("parley:", 300)
-            speaker.wait_for_quiet_after_sound(time.monotonic(), quiet_s=0.8, timeout=120)
+            said = app.settle(speaker)
             played.append((began, [line[5:] for line in said if line.startswith("you: ")]))
-            print(f"[{name}] {prompt.words!r} → {said[-1][8:80]!r}", flush=True)
+            replies = [line[8:60] for line in said if line.startswith("parley: ")]
+            print(f"[{name}] {prompt.words!r} → {replies}", flush=True)
         err = app.close()
     finally:
         if app.proc.poll() is None:
             app.proc.kill()
         mic.stop()
         speaker.stop()
-    if app.proc.returncode != 0:
+    if not metrics_path.exists():
         raise RuntimeError(f"[{name}] parley exited {app.proc.returncode}: {err[-2000:]}")
     return _turns(json.loads(metrics_path.read_text())["turns"], prompts, played, mic, speaker)
 
@@ -244,7 +274,7 @@ def _turns(rows: list[dict[str, Any]], prompts: list[tuple[Prompt, Path, float]]
                                  "heard": " / ".join(user_texts), "turns": len(user_texts),
                                  "wer": round(jiwer.wer(_norm(prompt.words),
                                                         _norm(" ".join(user_texts))), 3)}
-        if reply is not None and mine:
+        if reply is not None and len(mine) == 1:  # a split prompt's first reply came early
             replied_at = speaker.time_of(reply)
             # the room carries the reply back to the mic 30 ms later: what came before is
             # the user's
@@ -317,9 +347,15 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def parse_config(text: str) -> tuple[str, dict[str, dict[str, Any]]]:
-    """`name:section.key=value,...`, each value read as TOML (a bare word as a string)."""
-    name, _, assignments = text.partition(":")
+Config = tuple[Path, dict[str, dict[str, Any]]]
+"""The source tree Parley runs from, and the settings it runs with."""
+
+
+def parse_config(text: str) -> tuple[str, Config]:
+    """`name[@source tree]:section.key=value,...`, each value read as TOML (a bare word as
+    a string); the tree (e.g. a `git worktree` of an older commit) defaults to this one."""
+    label, _, assignments = text.partition(":")
+    name, _, tree = label.partition("@")
     settings: dict[str, dict[str, Any]] = {}
     for item in filter(None, assignments.split(",")):
         dotted, _, raw = item.partition("=")
@@ -329,19 +365,20 @@ def parse_config(text: str) -> tuple[str, dict[str, dict[str, Any]]]:
         except tomllib.TOMLDecodeError:
             value = raw
         settings.setdefault(section, {})[key] = value
-    return name, settings
+    return name, (Path(tree) if tree else _HERE, settings)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", default=[],
-                        help="name:section.key=value,... (repeatable); 'defaults' always runs")
+                        help="name[@source tree]:section.key=value,... (repeatable); "
+                             "'defaults' always runs")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prompts", type=int, default=len(PROMPTS),
                         help="use only the first N prompts (a quick look)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/live"))
     args = parser.parse_args()
-    configs = dict([("defaults", {}), *(parse_config(c) for c in args.config)])
+    configs = dict([("defaults", (_HERE, {})), *(parse_config(c) for c in args.config)])
     args.out.mkdir(parents=True, exist_ok=True)
     prompts = prompt_wavs(args.out / "prompts")[:args.prompts]
     runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in configs}
@@ -350,7 +387,8 @@ def main() -> None:
             for name, settings in configs.items():
                 runs[name].append(one_pass(pulse, name, settings, prompts,
                                            args.out / f"{name}-{round_ + 1}"))
-    results = {name: {"settings": configs[name], "passes": passes,
+    results = {name: {"code": str(configs[name][0]), "settings": configs[name][1],
+                      "passes": passes,
                       "summary": summarise([t for p in passes for t in p])}
                for name, passes in runs.items()}
     (args.out / "live.json").write_text(json.dumps(results, indent=1))

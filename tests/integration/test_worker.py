@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from app.conversation.agent import Agent, AgentSettings
+from app.conversation.context import Here
 from app.conversation.events import AgentEvent, ErrorOccurred
 from app.conversation.outputs import SilentOutput
+from app.tools import default_tools
 from engines.client import EngineClient
 from engines.errors import ParleyError
 from engines.model_ref import ModelRef
@@ -149,3 +151,26 @@ def test_a_transcript_begun_in_the_users_pause_answers_the_turn_the_pause_ended(
     assert paused is not None and "france" in paused.user_text.lower()
     assert paused.metrics_ms["stt"] < 50  # nothing left to wait for
     assert went_on is not None and "spain" in went_on.user_text.lower()
+
+
+
+def test_the_turns_note_is_read_while_the_user_speaks_so_only_their_words_are_left(
+        engines: Any, tmp_path: Path) -> None:
+    """On two cores the LLM reads ~20 tokens a second: the note before each user message
+    (the time, the timers, the notes) is read while the user is still talking."""
+    loop, client = engines
+    tools = default_tools(lambda _text: None, tmp_path).specs()
+    here = Here()
+    spoken_to = [ChatMessage("system", f"You are a helpful assistant. {here.place()}"),
+                 ChatMessage("system", here.note())]
+    asked = [*spoken_to, ChatMessage("user", "What is the capital of France?")]
+
+    async def run() -> dict[str, float]:
+        await client.prefill(spoken_to, 1, 0, tools)  # while the user speaks
+        async for _ in client.generate(asked, 1, 0, 8, 0.0, tools):  # once they are done
+            pass
+        return client.stats["llm"].last_call_ms
+
+    stats = loop.run_until_complete(run())
+    # left to read: the template's user header, the question and the assistant header
+    assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] <= 20, stats
