@@ -9,7 +9,6 @@ the conversation grows.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import json
 import logging
 import time
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from engines.errors import ModelError, ParleyError
+from engines.llama_logs import route_llama_logs
 from engines.llama_side import SideContext
 from engines.model_ref import ModelRef
 from engines.prompt_cache import PromptCache
@@ -53,33 +53,6 @@ _PREFILL_BATCH = 16
 """Tokens read between chances to stop a prefill (or let the STT have the cores)."""
 _CALL_TOKENS = 256
 """A cap on one constrained tool call, so a runaway string argument cannot hang a turn."""
-_llama_log_callback: Any = None
-"""Kept referenced for the life of the process: llama.cpp calls it from C."""
-
-
-def _route_llama_logs() -> None:
-    """Send llama.cpp's log lines to Python logging instead of straight to stderr.
-
-    Even with verbose=False, llama-cpp-python prints some of them to the terminal.
-    """
-    global _llama_log_callback
-    if _llama_log_callback is not None:
-        return
-    import llama_cpp
-
-    # ggml's current numbering (ggml.h); llama-cpp-python's own table predates it and so
-    # prints warnings while hiding errors. 5 continues the previous line.
-    levels = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
-    previous = [logging.DEBUG]
-
-    def forward(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        previous[0] = levels.get(level, previous[0])
-        _log.log(previous[0], "%s", text.decode("utf-8", "replace").rstrip())
-
-    _llama_log_callback = llama_cpp.llama_log_callback(forward)
-    llama_cpp.llama_log_set(_llama_log_callback, ctypes.c_void_p(0))
-
-
 class LlamaLLM:
     """Streams chat replies token by token; the final Token carries usage and `done=True`.
 
@@ -134,7 +107,7 @@ class LlamaLLM:
                 "is not a GGUF file.",
                 hint,
             )
-        _route_llama_logs()
+        route_llama_logs()
         start = time.perf_counter()
         try:
             llm = llama_cpp.Llama(
