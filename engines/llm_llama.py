@@ -211,6 +211,7 @@ class LlamaLLM:
         grammar and yielded as one Token, and the stream ends (finish "tool").
         """
         import llama_cpp
+        from llama_cpp import Llama
 
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be at least 1, not {max_tokens}.")
@@ -219,7 +220,8 @@ class LlamaLLM:
         assert self._llm is not None
         llm = self._llm
         max_tokens = min(max_tokens, self._n_ctx - len(prompt))
-        llama_cpp.llama_perf_context_reset(llm.ctx)
+        # llama.cpp reads only what its cache does not hold already (at least one token)
+        cached = Llama.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stats: dict[str, float] = {
             "prompt_tokens": len(prompt),
@@ -244,9 +246,7 @@ class LlamaLLM:
             for token in tokens:
                 if completion == 0:
                     stats["first_token"] = (time.perf_counter() - start) * 1000.0
-                    # llama.cpp only decodes what the KV cache did not already hold.
-                    evaluated = llama_cpp.llama_perf_context(llm.ctx).n_p_eval
-                    stats["reused_prompt_tokens"] = len(prompt) - max(evaluated, 1)
+                    stats["reused_prompt_tokens"] = min(cached, len(prompt) - 1)
                     if choice and choice[0]:
                         finish = "tool"
                         break

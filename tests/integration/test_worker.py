@@ -138,19 +138,24 @@ def test_a_transcript_begun_in_the_users_pause_answers_the_turn_the_pause_ended(
     first = np.concatenate([quiet, espeak("What is the capital of France?"), quiet])
     longer = np.concatenate([first, espeak("And of Spain?"), quiet])
 
-    async def run() -> tuple[Any, Any]:
+    async def run() -> tuple[Any, Any, list[str]]:
         agent.guess(first)
         await until(lambda: "stt" in client.stats and client.stats["stt"].calls == 1, 60,
                     "the pause's transcription")
         paused = await agent.hear(first, time.perf_counter())
         agent.guess(first)  # the user went on after this pause…
         went_on = await agent.hear(longer, time.perf_counter())  # …and this one ended it
-        return paused, went_on
+        alone = [t.text.strip() for t in [await client.transcribe(a, 9, agent.generation)
+                                          for a in (first, longer)] if t is not None]
+        return paused, went_on, alone
 
-    paused, went_on = loop.run_until_complete(run())
-    assert paused is not None and "france" in paused.user_text.lower()
+    paused, went_on, alone = loop.run_until_complete(run())
+    # Whisper base hears espeak's "capital of France" as "capital and friends": a hearing
+    # weakness the hearing bench counts; here the point is which audio was read
+    assert paused is not None and went_on is not None
+    assert [paused.user_text, went_on.user_text] == alone
+    assert "capital" in paused.user_text.lower() and "spain" in went_on.user_text.lower()
     assert paused.metrics_ms["stt"] < 50  # nothing left to wait for
-    assert went_on is not None and "spain" in went_on.user_text.lower()
 
 
 
