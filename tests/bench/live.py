@@ -9,8 +9,8 @@ sample on the speaker. The turn's own metrics split that time into stages; "sequ
 what the stages add up to if none overlapped (end of turn, transcription, first token, first
 phrase, first audio, output), the naive pipeline's figure.
 
-Each configuration (`--config name:section.key=value,...`; "defaults" always runs) is a
-separate process holding one conversation; rounds alternate configurations so machine noise
+Each configuration (`--config name[@tree]:section.key=value,...`, default: this tree as it
+is) is a separate process holding one conversation; rounds alternate configurations so machine noise
 hits each alike. JSON and a Markdown table go to `--out`.
 """
 
@@ -203,13 +203,15 @@ class App:
         err = self.proc.stderr.read() if self.proc.stderr and self.proc.poll() else ""
         raise RuntimeError(f"no settled reply within {timeout} s: {lines} {err[-2000:]}")
 
-    def close(self) -> str:
-        self.proc.send_signal(signal.SIGINT)  # Ctrl+C: the metrics are written on the way out
+    def close(self, metrics: Path) -> str:
+        """Ctrl+C: the metrics are written on the way out. An older Parley may write none
+        and hang while closing: it is killed (its latencies come from the recordings)."""
+        self.proc.send_signal(signal.SIGINT)
         try:
-            _, err = self.proc.communicate(timeout=120)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
+            _, err = self.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
         return err
 
 
@@ -247,15 +249,16 @@ def one_pass(pulse: PulseAudio, name: str, config: Config,
             played.append((began, [line[5:] for line in said if line.startswith("you: ")]))
             replies = [line[8:60] for line in said if line.startswith("parley: ")]
             print(f"[{name}] {prompt.words!r} → {replies}", flush=True)
-        err = app.close()
+        err = app.close(metrics_path)
     finally:
         if app.proc.poll() is None:
             app.proc.kill()
         mic.stop()
         speaker.stop()
     if not metrics_path.exists():
-        raise RuntimeError(f"[{name}] parley exited {app.proc.returncode}: {err[-2000:]}")
-    return _turns(json.loads(metrics_path.read_text())["turns"], prompts, played, mic, speaker)
+        print(f"[{name}] wrote no metrics (exit {app.proc.returncode}): {err[-500:]}")
+    rows = json.loads(metrics_path.read_text())["turns"] if metrics_path.exists() else []
+    return _turns(rows, prompts, played, mic, speaker)
 
 
 def _turns(rows: list[dict[str, Any]], prompts: list[tuple[Prompt, Path, float]],
@@ -274,22 +277,24 @@ def _turns(rows: list[dict[str, Any]], prompts: list[tuple[Prompt, Path, float]]
                                  "heard": " / ".join(user_texts), "turns": len(user_texts),
                                  "wer": round(jiwer.wer(_norm(prompt.words),
                                                         _norm(" ".join(user_texts))), 3)}
-        if reply is not None and len(mine) == 1:  # a split prompt's first reply came early
+        if reply is not None and len(user_texts) == 1:  # a split prompt's reply came early
             replied_at = speaker.time_of(reply)
             # the room carries the reply back to the mic 30 ms later: what came before is
             # the user's
             until = mic.frame_at(replied_at + 0.02)
             user_end = last_sound(heard, mic.frame_at(began), until)
-            metrics = mine[-1]["metrics_ms"]
+            metrics = mine[-1]["metrics_ms"] if mine else {}
             stages = stage_times(metrics)
             if user_end is not None:
                 felt = (replied_at - mic.time_of(user_end)) * 1000
                 entry["voice_to_voice_ms"] = round(felt, 1)
                 if END_OF_SPEECH_TO_FIRST_AUDIO in metrics:
                     stages[OUTPUT] = felt - metrics[END_OF_SPEECH_TO_FIRST_AUDIO]
-            entry["stages_ms"] = {k: round(v, 1) for k, v in stages.items()}
-            entry["sequential_ms"] = round(sum(v for k, v in stages.items() if k != OTHER), 1)
-            entry[LLM_FIRST_TOKEN] = metrics.get(LLM_FIRST_TOKEN)
+            if metrics:
+                entry["stages_ms"] = {k: round(v, 1) for k, v in stages.items()}
+                entry["sequential_ms"] = round(sum(v for k, v in stages.items() if k != OTHER),
+                                               1)
+                entry[LLM_FIRST_TOKEN] = metrics.get(LLM_FIRST_TOKEN)
         out.append(entry)
     return out
 
@@ -371,14 +376,14 @@ def parse_config(text: str) -> tuple[str, Config]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", action="append", default=[],
-                        help="name[@source tree]:section.key=value,... (repeatable); "
-                             "'defaults' always runs")
+                        help="name[@source tree]:section.key=value,... (repeatable; "
+                             "without any, this tree's defaults)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--prompts", type=int, default=len(PROMPTS),
                         help="use only the first N prompts (a quick look)")
     parser.add_argument("--out", type=Path, default=Path("bench-results/live"))
     args = parser.parse_args()
-    configs = dict([("defaults", (_HERE, {})), *(parse_config(c) for c in args.config)])
+    configs = dict([parse_config(c) for c in args.config] or [("defaults", (_HERE, {}))])
     args.out.mkdir(parents=True, exist_ok=True)
     prompts = prompt_wavs(args.out / "prompts")[:args.prompts]
     runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in configs}
