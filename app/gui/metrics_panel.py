@@ -50,9 +50,9 @@ _BARS = 8
 _TABLE_ROWS = 50
 _USAGE_SAMPLES = 60
 _STAGGER_MS = 25
-_COLUMNS = ("#", "You said", "To first audio (ms)", "Transcribe (ms)", "First token (ms)",
-            "First phrase (ms)", "First audio (ms)", "Tokens/s", "STT RTF", "TTS RTF",
-            "Tokens in / out")
+_COLUMNS = ("#", "You said", "To first audio (ms)", "End of turn (ms)", "Transcribe (ms)",
+            "First token (ms)", "First phrase (ms)", "First audio (ms)", "Tokens/s", "STT RTF",
+            "TTS RTF", "Tokens in / out")
 _CSV_FIRST = (metrics.END_OF_SPEECH_TO_FIRST_AUDIO, metrics.STT, metrics.AUDIO_SECONDS,
               metrics.LLM_FIRST_TOKEN, metrics.LLM_FIRST_PIECE, metrics.TTS_FIRST_AUDIO)
 """The CSV's first metric columns, in this order whether or not a turn has them; any other

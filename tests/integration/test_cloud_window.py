@@ -203,7 +203,7 @@ def test_a_conversation_moves_to_the_cloud_and_back_without_losing_a_turn(
                                                                  _MOON]
     assert window.metrics.limits_label.isVisible()
     assert "requests" in window.metrics.limits_label.text()
-    prompt, completion = window.metrics.table.item(0, 10).text().split(" / ")
+    prompt, completion = window.metrics.table.item(0, 11).text().split(" / ")
     assert int(prompt.replace(",", "")) > 0 and int(completion.replace(",", "")) > 0
     DOCS.mkdir(parents=True, exist_ok=True)
     assert window.grab().save(str(DOCS / "cloud-mode.png"))

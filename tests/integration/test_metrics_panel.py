@@ -100,7 +100,7 @@ def test_spoken_and_typed_turns_appear_in_the_chart_table_and_csv(
 
     assert [cell(0, 0), cell(0, 1)] == ["2", "Hello"]
     assert cell(1, 2) == f"{spoken.first_audio_ms:,.0f}"
-    assert cell(1, 8) == f"{spoken.stt_rtf:.2f}" and cell(0, 8) == "—"
+    assert cell(1, 9) == f"{spoken.stt_rtf:.2f}" and cell(0, 9) == "—"
 
     # resources of both processes
     usage = next(e for e in reversed(events) if isinstance(e, ProcessUsage))
