@@ -32,7 +32,6 @@ from typing import Any
 import jiwer
 import numpy as np
 import soundfile as sf
-import soxr
 import tomli_w
 
 from app.conversation.metrics import (
@@ -42,7 +41,7 @@ from app.conversation.metrics import (
     STAGES,
     stage_times,
 )
-from engines.models import resolve
+from tests.bench.hearing import Voices
 from tests.pulse import PulseAudio, Recording
 from tests.speech import espeak
 
@@ -52,6 +51,7 @@ PAUSE = "|"
 """In a prompt's text, a 500 ms pause inside the sentence."""
 OUTPUT = "Output"
 """The stage after the first audio is handed over until it sounds on the speaker."""
+PIPER = "piper-en_US-joe-medium"
 _FAINTEST = 32
 """Of 32768: -60 dBFS, as tests/pulse.py judges sound."""
 
@@ -95,17 +95,15 @@ PROMPTS = [
 ]
 
 
-def speak(prompt: Prompt, piper: Any) -> np.ndarray:
+def speak(prompt: Prompt, voices: Voices) -> np.ndarray:
     """The prompt as 16 kHz float32 speech, its pauses as 500 ms of silence."""
     parts: list[np.ndarray] = []
     for i, piece in enumerate(p.strip() for p in prompt.text.split(PAUSE)):
         if i:
             parts.append(np.zeros(RATE // 2, np.float32))
-        if prompt.voice == "piper":
-            piper_speech = np.concatenate([c.samples for c in piper(prompt.speed, piece)])
-            said = soxr.resample(piper_speech, piper.rate, RATE).astype(np.float32)
-        else:
-            said = espeak(piece, RATE, prompt.voice, int(prompt.speed))
+        piper = voices.speak(PIPER, prompt.speed, piece) if prompt.voice == "piper" else None
+        said = piper if piper is not None else espeak(piece, RATE, prompt.voice,
+                                                      int(prompt.speed))
         # each voice pads its speech with silence of its own: a pause is 500 ms, no more
         loud = np.flatnonzero(np.abs(said) > 0.02 * np.abs(said).max())
         parts.append(said[loud[0]:loud[-1] + 1])
@@ -113,32 +111,12 @@ def speak(prompt: Prompt, piper: Any) -> np.ndarray:
     return (0.5 * speech / max(1e-6, float(np.abs(speech).max()))).astype(np.float32)
 
 
-class Piper:
-    """The default Piper voice at any length scale, for the user's side of the talk."""
-
-    def __init__(self) -> None:
-        from engines.tts_piper import PiperTTS
-
-        self._ref = resolve("piper-en_US-joe-medium", "tts")
-        self._make = PiperTTS
-        self._voices: dict[float, Any] = {}
-        self.rate = 0
-
-    def __call__(self, scale: float, text: str) -> list[Any]:
-        if scale not in self._voices:
-            voice = self._make(self._ref, {"length_scale": scale, "noise_scale": 0.667})
-            voice.load()
-            self._voices[scale] = voice
-            self.rate = voice.sample_rate
-        return list(self._voices[scale].synthesize(text))
-
-
 def prompt_wavs(folder: Path) -> list[tuple[Prompt, Path, float]]:
     folder.mkdir(parents=True, exist_ok=True)
-    piper = Piper()
+    voices = Voices()
     made = []
     for i, prompt in enumerate(PROMPTS):
-        speech = speak(prompt, piper)
+        speech = speak(prompt, voices)
         path = folder / f"prompt{i:02d}.wav"
         sf.write(path, np.concatenate([np.zeros(RATE // 5, np.float32), speech]), RATE)
         made.append((prompt, path, speech.size / RATE))
