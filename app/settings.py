@@ -46,6 +46,8 @@ class SttSettings:
     compute_type: str | None = None
     beam_size: int | None = None
     window_s: float | None = None
+    ask_again_below: float | None = None
+    """Words heard less surely than this (mean log-probability) are asked for again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +80,8 @@ class VadSettings:
     min_speech_ms: int
     early_stt_ms: int
     """Silence after which what was said so far is transcribed, before the turn is over."""
+    read_ahead_ms: int
+    """How often, while the user speaks, their words so far are transcribed for the LLM."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +96,8 @@ class UiSettings:
     theme: str
 
 
-_AGENT_KEYS = {"max_tokens", "temperature", "system_prompt"}
-"""[llm] keys the Agent uses itself; the rest of an engine's section goes to the engine."""
+_AGENT_KEYS = {"max_tokens", "temperature", "system_prompt", "ask_again_below"}
+"""Keys the Agent uses itself; the rest of an engine's section goes to the engine."""
 
 Reload = Literal["stt", "llm", "tts", "vad", "cloud"]
 RELOADS: dict[str, set[Reload]] = {

@@ -107,12 +107,13 @@ class Endpointers:
     hangover_ms: int = 600
     min_speech_ms: int = 200
     pause_ms: int = 0
-    """A user's turn only: see `Endpointer`."""
+    speaking_ms: int = 0
+    """A user's turn only, both: see `Endpointer`."""
 
     def __call__(self) -> Endpointer:
         return Endpointer(self.vad, pre_roll_ms=self.pre_roll_ms,
                           hangover_ms=self.hangover_ms, min_speech_ms=self.min_speech_ms,
-                          pause_ms=self.pause_ms)
+                          pause_ms=self.pause_ms, speaking_ms=self.speaking_ms)
 
     def during_reply(self, duplex: DuplexSettings, echo_cancelled: bool = True
                      ) -> Endpointer:

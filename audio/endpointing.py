@@ -52,7 +52,15 @@ class Paused:
     audio: Audio
 
 
-Event = SpeechStarted | Paused | Utterance
+@dataclass(frozen=True, eq=False)
+class Speaking:
+    """The user is mid-turn and between two words: `audio` is what they have said so far,
+    so the words can be read before the turn is over."""
+
+    audio: Audio
+
+
+Event = SpeechStarted | Speaking | Paused | Utterance
 
 
 Frame = tuple[Audio, Audio | None]
@@ -76,10 +84,13 @@ class Endpointer:
         max_utterance_s: float = 30.0,
         tail_ms: int = 200,
         pause_ms: int = 0,
+        speaking_ms: int = 0,
     ) -> None:
         """`tail_ms` of audio after the last voiced frame is kept because VADs tend to
         miss soft word endings ("-s", "-t"); it never exceeds `hangover_ms`. After
-        `pause_ms` of silence (at least the tail; 0: never) a `Paused` is emitted."""
+        `pause_ms` of silence (at least the tail; 0: never) a `Paused` is emitted; at the
+        first unvoiced frame once `speaking_ms` of the utterance have passed since its
+        start or the last `Speaking` (0: never), a `Speaking`."""
         if max_utterance_s <= 0:
             raise ValueError(f"max_utterance_s must be positive, got {max_utterance_s}")
         self._vad = vad
@@ -90,6 +101,9 @@ class Endpointer:
         self._max_samples = round(max_utterance_s * self.sample_rate)
         self._tail_ms = tail_ms
         self._pause_ms = pause_ms
+        self._speaking_samples = round(speaking_ms * self.sample_rate / 1000)
+        self._spoke_at = 0
+        """Where the last `Speaking` (or the utterance) began, in stream samples."""
         self.hangover_ms = hangover_ms
         self._buf = _EMPTY
         self._twin_buf: Audio | None = None
@@ -191,11 +205,15 @@ class Endpointer:
                 events += self._close()
             elif self._started and self._silence == self._pause_frames:
                 events.append(Paused(self._utterance(self._seg, self._end(self._seg)).audio))
+            elif (self._started and self._speaking_samples and self._silence == 1
+                  and p - self._spoke_at >= self._speaking_samples):
+                self._spoke_at = p
+                events.append(Speaking(self._utterance(self._seg, self._end(self._seg)).audio))
         return events
 
     def _begin(self, start: int, frames: list[Frame]) -> None:
         self._seg = frames
-        self._seg_start = start
+        self._seg_start = self._spoke_at = start
         self._first_voiced = None
         self._voiced = 0
         self._silence = 0

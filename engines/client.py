@@ -149,10 +149,10 @@ class EngineClient:
                 yield value
 
     async def prefill(self, messages: list[ChatMessage], turn: int, generation: int,
-                      tools: Sequence[ToolSpec] = ()) -> None:
+                      max_tokens: int, tools: Sequence[ToolSpec] = ()) -> None:
         await self._ensure_running()
         async for _ in self._stream(Prefill(next(self._ids), turn, generation,
-                                            tuple(messages), tuple(tools))):
+                                            tuple(messages), max_tokens, tuple(tools))):
             pass
 
     async def synthesize(self, text: str, turn: int, generation: int

@@ -19,6 +19,7 @@ import numpy as np
 
 from engines.errors import ModelError, ParleyError
 from engines.llama_logs import route_llama_logs
+from engines.llama_shift import cut_dropped
 from engines.llama_side import SideContext
 from engines.model_ref import ModelRef
 from engines.prompt_cache import PromptCache
@@ -61,7 +62,8 @@ class LlamaLLM:
     `n_threads`), `seed` (fixed sampling seed; default random), `prompt_cache` (keep the
     first prompt's KV cache on disk for the next start; default true), `call_chance` (see
     `CALL_CHANCE`; a catalog entry sets its own). Conversations longer than
-    `n_ctx` lose their oldest turns; the system prompt and the last user message are kept.
+    `n_ctx` lose their oldest turns; the system prompt and the last user message are kept,
+    and the cache keeps the rest (`cut_dropped`).
     """
 
     def __init__(self, ref: ModelRef, options: Mapping[str, Any]) -> None:
@@ -219,6 +221,7 @@ class LlamaLLM:
         prompt, kept = self.fit_prompt(messages, max_tokens, tools)
         assert self._llm is not None
         llm = self._llm
+        cut_dropped(llm, prompt)
         max_tokens = min(max_tokens, self._n_ctx - len(prompt))
         # llama.cpp reads only what its cache does not hold already (at least one token)
         cached = Llama.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), prompt)
@@ -291,20 +294,28 @@ class LlamaLLM:
         yield Token(text="", done=True, prompt_tokens=len(prompt), completion_tokens=completion,
                     finish=finish)  # type: ignore[arg-type]
 
-    def prefill(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
-                ) -> Generator[int, None, None]:
-        """Reads, `_PREFILL_BATCH` tokens at a time, the prompt up to where a user message
-        after `messages` would begin: what two different such messages render alike."""
+    def prefill(self, messages: Sequence[ChatMessage], *, max_tokens: int,
+                tools: Sequence[ToolSpec] = ()) -> Generator[int, None, None]:
+        """Reads, `_PREFILL_BATCH` tokens at a time, what two different ways of going on
+        from `messages` render alike: up to where a user message would begin, or, when the
+        last message is the user's words so far, up to their last whole word. The turns
+        `stream` will drop to fit `max_tokens` in are dropped here too."""
         from llama_cpp import Llama
 
         self.load()
         assert self._llm is not None
         llm = self._llm
-        one, other = (self._tokenize([*messages, ChatMessage("user", said)], tools)
-                      for said in ("a", "b"))
-        ahead = one[:Llama.longest_token_prefix(one, other)]
-        if len(ahead) >= self._n_ctx // 2:  # the request will drop turns: another prompt
+        before, said = list(messages), ""
+        if before and before[-1].role == "user":
+            said = before.pop().content.rstrip() + " "
+        try:
+            one, kept = self.fit_prompt([*before, ChatMessage("user", said + "a")], max_tokens,
+                                        tools)
+        except ParleyError:  # too long to answer: `stream` will say so
             return
+        other = self._tokenize([*kept[:-1], ChatMessage("user", said + "b")], tools)
+        ahead = one[:Llama.longest_token_prefix(one, other)]
+        cut_dropped(llm, ahead)
         read = Llama.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), ahead)
         while read < len(ahead):
             llm.n_tokens = read

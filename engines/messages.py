@@ -44,12 +44,13 @@ class Generate:
 @dataclass(frozen=True)
 class Prefill:
     """Read `messages` into the LLM's cache ahead of the `Generate` that will start with them
-    (the turn's note, while the user is still speaking)."""
+    (the turn's note and the words heard so far, while the user is still speaking)."""
 
     id: int
     turn: int
     generation: int
     messages: tuple[ChatMessage, ...]
+    max_tokens: int
     tools: tuple[ToolSpec, ...] = ()
 
 

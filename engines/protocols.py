@@ -45,6 +45,9 @@ class Transcript:
     text: str
     language: str
     audio_seconds: float
+    logprob: float | None = None
+    """How sure the engine is of the words: their mean log-probability (Whisper's
+    `avg_logprob`, 0 is certain); None when it does not say."""
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,13 @@ class LLMEngine(Engine, Protocol):
         the stream (finish "tool"). Without `may_call` the tools stay in the prompt (as
         its cached start, and so the model reads the calls it made) but the reply is words."""
 
-    def prefill(self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
-                ) -> Generator[int, None, None]:
+    def prefill(self, messages: Sequence[ChatMessage], *, max_tokens: int,
+                tools: Sequence[ToolSpec] = ()) -> Generator[int, None, None]:
         """Read the prompt that `messages` and a user message after them will start with,
-        so that `stream` has only the rest to read; yields the tokens read so far after
-        each batch (stop iterating to stop early: what was read stays)."""
+        so that `stream` has only the rest to read; a last message from the user holds
+        their words so far, which the real one will start with; `max_tokens` as `stream` will
+        be given it (it decides which old turns make room). Yields the tokens read so
+        far after each batch (stop iterating to stop early: what was read stays)."""
 
 
 @runtime_checkable

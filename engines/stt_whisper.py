@@ -6,6 +6,7 @@ caller has already cut the audio at speech boundaries, so Whisper's own VAD stay
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,24 @@ if TYPE_CHECKING:
 
 _REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 """Without tokenizer.json faster-whisper would try to fetch one from the hub."""
+
+
+_FIRST_TOKENS = 12
+_TOKENS_PER_S = 7
+"""A short window's decode stops after this many tokens, plus these per second of audio."""
+_WORD = re.compile(r"[\w']+")
+
+
+def _said_once(text: str) -> str:
+    """The text up to where it starts again from its first words (three, or the last two
+    when the repeat was cut short)."""
+    words = text.split()
+    keys = [" ".join(_WORD.findall(w.lower())) for w in words]
+    for i in range(2, len(words) - 1):
+        again = keys[i:i + 3]
+        if again == keys[:len(again)]:
+            return " ".join(words[:i])
+    return text
 
 
 class WhisperSTT:
@@ -93,22 +112,26 @@ class WhisperSTT:
         samples = np.ascontiguousarray(audio, dtype=np.float32)
         start = time.perf_counter()
         seconds = len(samples) / self.sample_rate
+        logprob: float | None
         if self._window_s < 30 and seconds < 30 and self._language is not None:
-            text, language = self._in_short_window(samples), self._language
+            (text, logprob), language = self._in_short_window(samples), self._language
         else:
             segments, info = self._model.transcribe(
                 samples, language=self._language, beam_size=self._beam_size, vad_filter=False
             )
             # `segments` is lazy: decoding happens while it is consumed.
-            text = " ".join(segment.text.strip() for segment in segments).strip()
+            read = list(segments)
+            text = " ".join(segment.text.strip() for segment in read).strip()
+            logprob = min((float(s.avg_logprob) for s in read), default=None)
             language = str(info.language)
         self._stats.calls += 1
         self._stats.last_call_ms = {"transcribe": (time.perf_counter() - start) * 1000.0}
-        return Transcript(text=text, language=language, audio_seconds=seconds)
+        return Transcript(text, language, seconds, logprob)
 
-    def _in_short_window(self, samples: np.ndarray) -> str:
+    def _in_short_window(self, samples: np.ndarray) -> tuple[str, float]:
         """One greedy decode of the utterance padded to `window_s` only, with faster-whisper's
-        own feature extractor, prompt and CTranslate2 model."""
+        own feature extractor, prompt and CTranslate2 model; the text and its tokens' mean
+        log-probability, reckoned as faster-whisper reckons `avg_logprob`."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -123,8 +146,15 @@ class WhisperSTT:
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual,
                               task="transcribe", language=self._language)
         prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+        # Padded to a few seconds only, Whisper may not end: it says the words again and
+        # again ("Why is this sky blue? Why is this sky blue? …"). Speech is ~4 tokens a second.
+        longest = min(model.max_length, round(_FIRST_TOKENS + _TOKENS_PER_S * len(samples)
+                                              / extractor.sampling_rate))
         result = model.model.generate(
             model.encode(np.ascontiguousarray(features)), [prompt], beam_size=self._beam_size,
-            max_length=model.max_length, suppress_blank=True,
+            max_length=longest, suppress_blank=True, return_scores=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizer, (-1,)) or ()))[0]
-        return str(tokenizer.decode(result.sequences_ids[0])).strip()
+        tokens = result.sequences_ids[0]
+        # the score is the summed log-probability over the length (length penalty 1)
+        logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        return _said_once(str(tokenizer.decode(tokens)).strip()), float(logprob)

@@ -110,7 +110,7 @@ class _Stage(threading.Thread):
             with contextlib.closing(tokens):
                 yield from tokens
         elif isinstance(req, Prefill) and isinstance(engine, LLMEngine):
-            read = engine.prefill(req.messages, tools=req.tools)
+            read = engine.prefill(req.messages, max_tokens=req.max_tokens, tools=req.tools)
             with contextlib.closing(read):
                 for _ in read:  # the user's words come first: transcription gets the cores
                     self.worker.stt_idle.wait()

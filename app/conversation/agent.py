@@ -52,6 +52,8 @@ from engines.protocols import Audio, ChatMessage, ToolCall, ToolSpec, Transcript
 
 log = logging.getLogger(__name__)
 
+SAY_AGAIN = "Sorry, I didn't catch that. Could you say it again?"
+
 
 class AudioOutput(Protocol):
     """Where the agent's voice goes: a speaker, or a WAV file."""
@@ -85,6 +87,9 @@ class AgentSettings:
     temperature: float = 0.7
     first_piece_min_chars: int = 10
     first_piece_max_words: int = 6
+    ask_again_below: float | None = None
+    """A transcript less sure than this (its mean log-probability) is not answered: the
+    user is asked to say it again, rather than answered a guess. None: always answer."""
     duplex: DuplexSettings = field(default_factory=DuplexSettings)
     """Whether, and how, the user can talk over a reply."""
 
@@ -123,6 +128,8 @@ class Agent(EventBus):
         """What the user said before their latest pause, being transcribed (see `guess`)."""
         self._note: ChatMessage | None = None
         """The note for the turn the user has begun to speak, read ahead by the LLM."""
+        self._reading: asyncio.Task[None] | None = None
+        """The user's words so far being transcribed and read ahead (see `read_ahead`)."""
         self.turns: list[TurnMetrics] = []
         """Every completed turn's metrics, for reports."""
         engines.on_restart = lambda err: self.publish(ErrorOccurred(err.message, err.hint))
@@ -238,8 +245,10 @@ class Agent(EventBus):
             return None
         metrics = {END_OF_TURN_WAIT: (started - ended_at) * 1000, STT: (heard - started) * 1000,
                    AUDIO_SECONDS: transcript.audio_seconds}
+        floor = self.settings.ask_again_below
+        unsure = floor is not None and (transcript.logprob or 0.0) < floor
         return await self._answer(turn, generation, transcript.text.strip(), ended_at, metrics,
-                                  note)
+                                  note, unsure)
 
     async def _transcribe(self, audio: Audio, turn: int, generation: int) -> Transcript | None:
         """A worker that died mid-call is restarted by the client (which reports it through
@@ -256,18 +265,41 @@ class Agent(EventBus):
         if self.state != State.LISTENING:
             return
         self.set_state(State.HEARING)
-        if self.here is None:
-            return
-        self._note = ChatMessage("system", self.here.note())
-        specs = self.tools.specs() if self.tools else []
-        task = asyncio.ensure_future(self.engines.prefill(
-            [*self._prompt(), self._note], self._turns + 1, self.generation, specs))
+        self._note = ChatMessage("system", self.here.note()) if self.here is not None else None
+        task = asyncio.ensure_future(self._prefill([]))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # only a head start
 
+    def read_ahead(self, audio: Audio) -> asyncio.Task[None] | None:
+        """The user is mid-turn: transcribe their words so far and let the LLM read them,
+        so that once the turn is over only the last few words are left to read. One at a
+        time (returns None while one is under way): the final transcription must not queue
+        behind several of these."""
+        if self.state != State.HEARING or (self._reading and not self._reading.done()):
+            return None
+        self._reading = asyncio.ensure_future(self._read_ahead(audio, self.generation))
+        self._reading.add_done_callback(lambda t: t.cancelled() or t.exception())
+        return self._reading
+
+    async def _read_ahead(self, audio: Audio, generation: int) -> None:
+        transcript = await self.engines.transcribe(audio, self._turns + 1, generation)
+        # Whisper ends a fragment as a sentence ("What is the capital of?"): the words only
+        words = transcript.text.strip().rstrip(".?!,;:…") if transcript is not None else ""
+        if words and self.state == State.HEARING and generation == self.generation:
+            await self._prefill([ChatMessage("user", words)])
+
+    async def _prefill(self, said: list[ChatMessage]) -> None:
+        """Let the LLM read the turn's prompt as far as it is known: the note, and `said`."""
+        note = [self._note] if self._note is not None else []
+        specs = self.tools.specs() if self.tools else []
+        await self.engines.prefill([*self._prompt(), *note, *said], self._turns + 1,
+                                   self.generation, self.settings.max_tokens, specs)
+
     async def _answer(self, turn: int, generation: int, user_text: str, ended_at: float,
-                      metrics: dict[str, float], note: ChatMessage | None = None
-                      ) -> TurnMetrics | None:
-        """`note`: the turn's note, if it was made (and read ahead) as the user spoke."""
+                      metrics: dict[str, float], note: ChatMessage | None = None,
+                      unsure: bool = False) -> TurnMetrics | None:
+        """`note`: the turn's note, if it was made (and read ahead) as the user spoke.
+        `unsure`: the words were not heard clearly: ask for them again (the history keeps
+        what was heard and the question, so the model knows)."""
         self.publish(UserSaid(turn, user_text))
         if self.here is not None:
             self.history.append(note or ChatMessage("system", self.here.note()))
@@ -289,19 +321,10 @@ class Agent(EventBus):
 
         tokens = {"prompt": 0, "completion": 0}
         try:
-            if self.tools is not None:
-                self.history += await self.tools.settle(turn, user_text)
-            for round_ in range(1, ROUNDS + 1):
-                specs = self.tools.specs() if self.tools else []
-                call = await self._think(turn, generation, specs, round_ < ROUNDS, say, marks,
-                                         tokens)
-                if call is None or self.tools is None or generation != self.generation:
-                    break
-                outcome = await self.tools.run(turn, call)
-                if isinstance(outcome, str):  # a question: the call waits for the answer
-                    say(outcome)
-                    break
-                self.history += outcome
+            if unsure:
+                say(SAY_AGAIN)
+            else:
+                await self._model_reply(turn, generation, user_text, say, marks, tokens)
             pieces.put_nowait(None)
             await speaker
             await self.output.drain()
@@ -321,6 +344,24 @@ class Agent(EventBus):
         self.publish(result)
         self.set_state(State.LISTENING)
         return result
+
+    async def _model_reply(self, turn: int, generation: int, user_text: str,
+                           say: Callable[[str], None], marks: dict[str, float],
+                           tokens: dict[str, int]) -> None:
+        """The model's reply, in up to `ROUNDS` calls: a tool's result goes back to it."""
+        if self.tools is not None:
+            self.history += await self.tools.settle(turn, user_text)
+        for round_ in range(1, ROUNDS + 1):
+            specs = self.tools.specs() if self.tools else []
+            call = await self._think(turn, generation, specs, round_ < ROUNDS, say, marks,
+                                     tokens)
+            if call is None or self.tools is None or generation != self.generation:
+                break
+            outcome = await self.tools.run(turn, call)
+            if isinstance(outcome, str):  # a question: the call waits for the answer
+                say(outcome)
+                break
+            self.history += outcome
 
     async def _think(self, turn: int, generation: int, specs: list[ToolSpec], may_call: bool,
                      say: Callable[[str], None], marks: dict[str, float],

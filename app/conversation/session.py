@@ -27,7 +27,8 @@ from engines.protocols import VADEngine
 def agent_settings(settings: Settings) -> AgentSettings:
     llm = settings.llm
     return AgentSettings(system_prompt=llm.system_prompt, max_tokens=llm.max_tokens,
-                         temperature=llm.temperature, duplex=settings.duplex)
+                         temperature=llm.temperature, duplex=settings.duplex,
+                         ask_again_below=settings.stt.ask_again_below)
 
 
 def resolve_model(settings: Settings, kind: Kind) -> ModelRef:
@@ -59,7 +60,8 @@ def endpointer_factory(settings: Settings) -> Endpointers:
     vad = settings.vad
     return Endpointers(make_vad(resolve_model(settings, "vad"), settings),
                        pre_roll_ms=vad.pre_roll_ms, hangover_ms=vad.hangover_ms,
-                       min_speech_ms=vad.min_speech_ms, pause_ms=vad.early_stt_ms)
+                       min_speech_ms=vad.min_speech_ms, pause_ms=vad.early_stt_ms,
+                       speaking_ms=vad.read_ahead_ms)
 
 
 _LAST_WORDS_S = 30.0

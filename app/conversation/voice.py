@@ -25,7 +25,7 @@ from app.conversation.mic import SAMPLE_RATE, MicFeed
 from audio.bargein import DuplexMode, DuplexSettings, Endpointers
 from audio.devices import DeviceInfo
 from audio.echo import FarEnd
-from audio.endpointing import Endpointer, Paused, SpeechStarted, Utterance
+from audio.endpointing import Endpointer, Paused, Speaking, SpeechStarted, Utterance
 from engines.protocols import Audio
 
 _BLOCK_MS = 10
@@ -135,6 +135,9 @@ class VoiceLoop:
                 elif isinstance(event, Paused):
                     if stretch not in _REPLY_STRETCHES:
                         self.agent.guess(event.audio)
+                elif isinstance(event, Speaking):
+                    if stretch not in _REPLY_STRETCHES:
+                        self.agent.read_ahead(event.audio)
                 elif isinstance(event, Utterance):
                     # the last voiced sample was heard (stream end - its position) before
                     ended_at = arrived - (position / SAMPLE_RATE - event.end_s)

@@ -188,12 +188,14 @@ def run_config(options: dict[str, Any], audio: list[tuple[Utterance, np.ndarray]
     out = []
     for u, samples in audio:
         started = time.perf_counter()
-        heard = stt.transcribe(samples).text
+        transcript = stt.transcribe(samples)
+        heard = transcript.text
         seconds = time.perf_counter() - started
         said, got = normalise(u.text), normalise(heard)
         out.append({"text": u.text, "voice": u.voice, "speed": u.speed, "room": u.room,
                     "heard": heard, "errors": round(jiwer.wer(said, got) * len(said.split())),
-                    "words": len(said.split()), "seconds": round(seconds, 3)})
+                    "words": len(said.split()), "seconds": round(seconds, 3),
+                    "logprob": transcript.logprob})
     stt.close()
     return out
 
@@ -203,7 +205,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"utterances": len(rows), "words": words,
             "wer": round(sum(r["errors"] for r in rows) / max(words, 1), 4),
             "seconds_p50": round(statistics.median(r["seconds"] for r in rows), 3),
-            "wrong": sorted({f"{r['text']} → {r['heard']}" for r in rows if r["errors"]})}
+            "wrong": sorted({f"{r['text']} → {r['heard']} ({_sure(r['logprob'])})"
+                             for r in rows if r["errors"]})}
+
+
+def _sure(logprob: float | None) -> str:
+    return "?" if logprob is None else f"{logprob:.2f}"
 
 
 def parse_config(text: str) -> tuple[str, dict[str, Any]]:

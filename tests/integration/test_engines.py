@@ -181,6 +181,36 @@ def test_old_turns_are_dropped_when_the_history_outgrows_the_context(
         small.close()
 
 
+def test_a_conversation_that_outgrows_the_context_reads_only_its_newest_turn(
+    default_models: dict[Kind, ModelRef],
+) -> None:
+    """The turns dropped to make room are cut out of the cache as well, so a long
+    conversation is not read again from its start every turn (over a minute on two cores),
+    and the model still follows it."""
+    small = LlamaLLM(default_models["llm"], {"n_ctx": 384, "seed": 1})
+    messages = [SYSTEM]
+    left: list[float] = []
+    try:
+        for i in range(1, 16):
+            messages.append(ChatMessage("user", f"Fact number {i}: the shelf holds {i} red "
+                                                "boxes and some books about gardening."))
+            list(small.stream(messages, max_tokens=4, temperature=0.0))
+            stats = small.stats.last_call_ms
+            if stats["dropped_messages"]:
+                left.append(stats["prompt_tokens"] - stats["reused_prompt_tokens"])
+            messages.append(ChatMessage("assistant", f"Noted: fact {i} is saved."))
+        messages.append(ChatMessage("user", "How many red boxes does the shelf hold in the "
+                                            "last fact?"))
+        answer = "".join(t.text for t in small.stream(messages, max_tokens=24,
+                                                      temperature=0.0))
+    finally:
+        small.close()
+    assert len(left) >= 3, left  # the conversation outgrew the window turn after turn
+    # read each time: the last reply and the new fact (~35 tokens), not the ~300 before
+    assert max(left) <= 50, left
+    assert "15" in answer or "fifteen" in answer.lower(), answer
+
+
 def test_spoken_replies_come_sentence_by_sentence_and_say_the_words(
     tts: PiperTTS, stt: WhisperSTT
 ) -> None:
@@ -272,6 +302,28 @@ def test_a_truncated_gguf_gives_a_clear_model_error(
     broken.write_text("<html>Not found</html>")
     with pytest.raises(ModelError, match="not a GGUF file"):
         engine.load()
+
+
+def test_whisper_in_a_short_window_hears_each_question_once_and_says_how_sure_it_is(
+        default_models: dict[Kind, ModelRef], stt: WhisperSTT) -> None:
+    """Padded to 5 s instead of 30, Whisper reads a short question in a fraction of the
+    time, but left alone it said the words again and again ("Why is this sky blue? Why is
+    this sky blue? …") and the model answered that."""
+    short = WhisperSTT(default_models["stt"], {"window_s": 5})
+    quiet = np.zeros(4800, np.float32)
+    try:
+        for text, voice, speed in [("What is the tallest animal in the world?",
+                                    "en-gb-scotland", 160),
+                                   ("Why is the sky blue?", "en-gb-scotland", 150),
+                                   ("Thanks, that is all for now.", "en-us+f3", 170)]:
+            audio = np.concatenate([quiet, espeak(text, voice=voice, speed=speed), quiet])
+            heard, whole = short.transcribe(audio), stt.transcribe(audio)
+            words = heard.text.lower().split()
+            assert len(words) <= len(text.split()) + 1, (text, heard.text)
+            assert heard.logprob is not None and whole.logprob is not None
+            assert -3 < heard.logprob < 0 and -3 < whole.logprob < 0
+    finally:
+        short.close()
 
 
 def test_a_missing_or_damaged_whisper_folder_gives_a_clear_model_error(

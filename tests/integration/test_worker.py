@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.conversation.agent import Agent, AgentSettings
+from app.conversation.agent import SAY_AGAIN, Agent, AgentSettings
 from app.conversation.context import Here
 from app.conversation.events import AgentEvent, ErrorOccurred
 from app.conversation.outputs import SilentOutput
@@ -171,7 +171,7 @@ def test_the_turns_note_is_read_while_the_user_speaks_so_only_their_words_are_le
     asked = [*spoken_to, ChatMessage("user", "What is the capital of France?")]
 
     async def run() -> dict[str, float]:
-        await client.prefill(spoken_to, 1, 0, tools)  # while the user speaks
+        await client.prefill(spoken_to, 1, 0, 8, tools)  # while the user speaks
         async for _ in client.generate(asked, 1, 0, 8, 0.0, tools):  # once they are done
             pass
         return client.stats["llm"].last_call_ms
@@ -179,3 +179,55 @@ def test_the_turns_note_is_read_while_the_user_speaks_so_only_their_words_are_le
     stats = loop.run_until_complete(run())
     # left to read: the template's user header, the question and the assistant header
     assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] <= 20, stats
+
+
+def test_words_heard_while_the_user_speaks_are_read_before_their_turn_ends(
+        engines: Any, tmp_path: Path) -> None:
+    """The user is mid-sentence: their words so far are transcribed and read by the LLM,
+    so once they are done only the last words and the reply's header are left to read."""
+    loop, client = engines
+    agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant.",
+                                                        max_tokens=8),
+                  tools=default_tools(lambda _text: None, tmp_path), here=Here())
+    quiet = np.zeros(4800, np.float32)
+    so_far = np.concatenate([quiet, espeak("Tell me in one short sentence why the sky")])
+    whole = np.concatenate([so_far, espeak("looks blue on a clear day."), quiet])
+
+    async def run() -> dict[str, float]:
+        agent.user_started_speaking()
+        reading = agent.read_ahead(so_far)
+        assert reading is not None and agent.read_ahead(so_far) is None  # one at a time
+        await reading
+        turn = await agent.hear(whole, time.perf_counter())
+        assert turn is not None and "sky" in turn.user_text.lower()
+        return client.stats["llm"].last_call_ms
+
+    stats = loop.run_until_complete(run())
+    # the question is 17 tokens, with the template's headers 25; its last five words and
+    # the reply's header are 13
+    assert stats["prompt_tokens"] - stats["reused_prompt_tokens"] <= 16, stats
+
+
+def test_words_heard_unsurely_are_asked_for_again_rather_than_answered(engines: Any) -> None:
+    """Speech Whisper cannot make out (here: a question played backwards, as garbled as a
+    voice across a noisy room) is not answered with a guess: Parley asks to hear it again,
+    and answers when it is said clearly. Both turns stay in the conversation."""
+    loop, client = engines
+    agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant.",
+                                                        max_tokens=16, ask_again_below=-1.0))
+    quiet = np.zeros(4800, np.float32)
+    clear = espeak("Set a timer for ten minutes.")
+    garbled = np.concatenate([quiet, clear[::-1].copy(), quiet])
+
+    async def run() -> tuple[Any, Any]:
+        unsure = await agent.hear(garbled, time.perf_counter())
+        sure = await agent.hear(np.concatenate([quiet, clear, quiet]), time.perf_counter())
+        return unsure, sure
+
+    unsure, sure = loop.run_until_complete(run())
+    assert unsure is not None and unsure.assistant_text == SAY_AGAIN
+    assert unsure.tokens["completion"] == 0  # the model was not asked
+    assert sure is not None and sure.assistant_text != SAY_AGAIN
+    assert "timer" in sure.user_text.lower()
+    said = [(m.role, m.content) for m in agent.history[1:]]
+    assert said[:2] == [("user", unsure.user_text), ("assistant", SAY_AGAIN)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import webrtcvad
 
-from audio.endpointing import Endpointer, Event, Paused, SpeechStarted, Utterance
+from audio.endpointing import Endpointer, Event, Paused, Speaking, SpeechStarted, Utterance
 from audio.wav import read_wav
 from engines.protocols import Audio, EngineStats, VADEngine
 
@@ -198,6 +198,29 @@ def test_a_pause_offers_the_utterance_as_it_will_be_cut_if_the_pause_ends_it() -
                                   utt.audio)
     # off by default
     assert Paused not in [type(e) for _, e in _run(Endpointer(LoudVad()), stream)]
+
+
+def test_while_the_user_speaks_their_words_so_far_are_offered_between_two_words() -> None:
+    """Every `speaking_ms` or so the words so far can be read ahead: at the first gap
+    after that time, never mid-word, each offer the start of the next, and never once the
+    pause has begun (that is `Paused`'s)."""
+    words = [_loud(0.3), _silence(0.06)] * 8  # eight words, 0.36 s apart
+    stream = np.concatenate([_silence(0.6), *words, _silence(1.2)])
+    events = _run(Endpointer(LoudVad(), speaking_ms=1000, pause_ms=240), stream)
+    kinds = [type(e) for _, e in events]
+    assert kinds == [SpeechStarted, Speaking, Speaking, Paused, Utterance]
+    first, second, utt = events[1][1], events[2][1], events[-1][1]
+    assert isinstance(first, Speaking) and isinstance(second, Speaking)
+    assert isinstance(utt, Utterance)
+    # 1 s or more after the utterance's start (its pre-roll's) or the last offer
+    assert len(first.audio) >= RATE and len(second.audio) - len(first.audio) >= RATE
+    assert len(second.audio) < len(utt.audio)
+    for offer in (first, second):
+        assert np.abs(offer.audio[-FRAME:]).max() < 0.1  # it ends in a gap, not mid-word
+        assert np.abs(offer.audio[-2 * FRAME:-FRAME]).max() > 0.1  # right after a word
+        np.testing.assert_array_equal(offer.audio, utt.audio[:len(offer.audio)])
+    # off by default
+    assert Speaking not in [type(e) for _, e in _run(Endpointer(LoudVad()), stream)]
 
 
 def test_long_speech_is_split_at_max_utterance_without_losing_audio() -> None:
