@@ -176,24 +176,27 @@ class LlamaLLM:
         """The prompt tokens and the messages they hold, after dropping the oldest turns
         until the prompt plus `max_tokens` fits in the context window.
 
-        System messages and everything from the last user message on are never dropped, and
-        the kept history starts on a user turn, as strict chat templates require.
+        The leading system messages and the last turn are never dropped. A turn goes whole,
+        with the note before it (a system message), so what is kept is one stretch that
+        `cut_dropped` can keep in the cache; it starts on a user turn (after its note), as
+        strict chat templates require.
         """
         self.load()
         assert self._llm is not None
-        droppable = [i for i, m in enumerate(messages) if m.role != "system"]
-        last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
-        droppable = [i for i in droppable if i < last_user]
+        users = [i for i, m in enumerate(messages) if m.role == "user"]
+        first, last = (users[0], users[-1]) if users else (len(messages), len(messages))
+        first, last = (i - 1 if i >= 2 and messages[i - 1].role == "system" else i
+                       for i in (first, last))  # a turn's note goes with it
+        starts = [i for i in range(first + 1, last) if (messages[i].role == "user"
+                  and messages[i - 1].role != "system") or (messages[i].role == "system"
+                  and messages[i + 1].role == "user")]
         dropped = 0
         while True:
-            gone = set(droppable[:dropped])
-            kept = [m for i, m in enumerate(messages) if i not in gone]
+            kept = [*messages[:first], *messages[first + dropped:]]
             tokens = self._tokenize(kept, tools)
-            if len(tokens) + max_tokens <= self._n_ctx or dropped >= len(droppable):
+            if len(tokens) + max_tokens <= self._n_ctx or dropped >= last - first:
                 break
-            dropped += 1
-            while dropped < len(droppable) and messages[droppable[dropped]].role != "user":
-                dropped += 1
+            dropped = next(i for i in [*starts, last] if i > first + dropped) - first
         if len(tokens) >= self._n_ctx:
             raise ParleyError(
                 f"The message is too long for the model: the system prompt and the last user "
