@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.commands.report import local_metrics, print_turn, write_metrics
-from app.conversation.events import TurnMetrics
+from app.conversation.events import AgentEvent, TurnMetrics
 from app.conversation.outputs import SpeakerOutput
 from app.conversation.session import endpointer_factory, open_session
 from app.conversation.voice import VoiceLoop
@@ -27,6 +27,12 @@ async def run_live(settings: Settings, input_device: str | None, output_device: 
     turns: list[TurnMetrics] = []
     with Playback(speaker) as playback:
         session = await open_session(settings, SpeakerOutput(playback))
+
+        def keep(event: AgentEvent) -> None:  # each turn: a run cut short loses none
+            if isinstance(event, TurnMetrics):
+                write_metrics(metrics_path, local_metrics(session))
+
+        session.agent.subscribe(keep)  # before the turn is printed, for whoever reads both
         session.agent.subscribe(print_turn)
         try:
             voice = VoiceLoop(session.agent, make_endpointer)

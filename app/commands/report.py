@@ -47,5 +47,8 @@ def local_metrics(session: Session) -> dict[str, Any]:
 
 
 def write_metrics(path: Path | None, document: dict[str, Any]) -> None:
+    """Whole or not at all: a reader never finds half a file."""
     if path is not None:
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        part = path.with_name(path.name + ".part")
+        part.write_text(json.dumps(document, indent=2) + "\n")
+        part.replace(path)

@@ -59,6 +59,32 @@ def test_user_asks_through_the_microphone_and_hears_an_answer(
     assert turn["assistant_text"]
 
 
+def test_each_turn_is_in_the_metrics_file_as_soon_as_it_is_answered(
+        pulse: Any, tmp_path: Path, default_models: dict[str, Any]) -> None:
+    """`--metrics-json` is written after every turn, not only on the way out: a run that is
+    killed (a kiosk's power cut, a benchmark that gives up waiting) keeps its turns."""
+    question = conversation_wav(tmp_path / "q.wav", ["What is two plus two?"], gap_s=0.2)
+    metrics = tmp_path / "m.json"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "run", "--headless", "--metrics-json", str(metrics)],
+        env={**os.environ, **pulse.env}, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True)
+    try:
+        assert agent.stdout is not None
+        assert "Listening" in agent.stdout.readline()
+        pulse.wait_for_mic_listener()
+        pulse.play_into_mic(question)
+        while not agent.stdout.readline().startswith("parley:"):  # the turn was answered
+            assert agent.poll() is None, "parley exited before answering"
+        agent.kill()  # nothing can be written on the way out
+        agent.wait(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    (turn,) = json.loads(metrics.read_text())["turns"]
+    assert "plus" in turn["user_text"].lower() and turn["assistant_text"]
+
+
 def test_a_user_without_an_audio_device_is_told_what_to_do(tmp_path: Path) -> None:
     env = {**os.environ, "PULSE_SERVER": f"unix:{tmp_path}/no-such-server"}
     result = subprocess.run([sys.executable, "-m", "app.cli", "run", "--headless",
