@@ -9,6 +9,7 @@ checks it the same way and `reloads` says what has to start again for it to take
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -23,8 +24,10 @@ from audio.bargein import DuplexSettings
 from engines.errors import ParleyError
 from engines.model_ref import KINDS, Kind
 from engines.models import for_this_machine
+from engines.rkllm import boards
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+_log = logging.getLogger(__name__)
 Changes = dict[str, dict[str, Any]]
 """Section → key → new value, as the settings file and the window's dialogs spell them."""
 
@@ -60,6 +63,17 @@ class LlmSettings:
     n_threads_batch: int | None = None
     seed: int | None = None
     prompt_cache: bool = True
+    cpu_mask: int | None = None
+    """RKLLM: which CPU cores the runtime may use (a board profile sets it)."""
+    n_batch: int | None = None
+    """RKLLM: sequences the runtime runs at once."""
+    embed_flash: bool | None = None
+    """RKLLM: read word embeddings from storage, not RAM."""
+    chat_template: str | None = None
+    """RKLLM: "auto" (unset: from the file name), "none", or a family (engines.rkllm.chat)."""
+    lora: str | None = None
+    """RKLLM: a LoRA adapter converted for the model."""
+    lora_scale: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +123,12 @@ RELOADS: dict[str, set[Reload]] = {
     "llm.n_threads_batch": {"llm"},
     "llm.seed": {"llm"},
     "llm.prompt_cache": {"llm"},
+    "llm.cpu_mask": {"llm"},
+    "llm.n_batch": {"llm"},
+    "llm.embed_flash": {"llm"},
+    "llm.chat_template": {"llm"},
+    "llm.lora": {"llm"},
+    "llm.lora_scale": {"llm"},
     "llm.system_prompt": {"cloud"},
     "vad": {"vad"},
     "duplex": {"cloud"},
@@ -166,10 +186,16 @@ def user_config_path() -> Path:
 def defaults() -> dict[str, dict[str, Any]]:
     """resources/parley.toml: every section and key Parley knows, its default models as
     this machine uses them (the low-memory choice on a small one), so a model a user
-    names in their settings or on the command line is always the one they get."""
+    names in their settings or on the command line is always the one they get; on a
+    Rockchip board, its profile's [llm] values (the user's file still wins)."""
     tables = _read(RESOURCES / "parley.toml")
     tables["models"] = {kind: for_this_machine(name, kind)
                         for kind, name in tables["models"].items() if kind in KINDS}
+    board = boards.detect()
+    if board is not None:
+        tables["llm"].update(board.llm_defaults())
+        _log.info("%s board: the LLM settings start from its profile %s", board.soc,
+                  board.llm_defaults())
     return tables
 
 

@@ -24,6 +24,12 @@ def _llama(ref: ModelRef, options: Options) -> Engine:
     return LlamaLLM(ref, options)
 
 
+def _rkllm(ref: ModelRef, options: Options) -> Engine:
+    from engines.llm_rkllm import RkllmLLM
+
+    return RkllmLLM(ref, options)
+
+
 def _piper(ref: ModelRef, options: Options) -> Engine:
     from engines.tts_piper import PiperTTS
 
@@ -47,6 +53,7 @@ def default_registry() -> Registry:
     registry = Registry()
     registry.register("faster-whisper", "stt", {"ct2-whisper"}, _whisper)
     registry.register("llama.cpp", "llm", {"gguf"}, _llama)
+    registry.register("rkllm", "llm", {"rkllm"}, _rkllm)
     registry.register("piper", "tts", {"piper"}, _piper)
     registry.register("webrtcvad", "vad", {"webrtcvad"}, _webrtcvad)
     registry.register("silero", "vad", {"silero"}, _silero)

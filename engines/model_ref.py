@@ -14,8 +14,9 @@ KINDS: tuple[Kind, ...] = ("stt", "llm", "tts", "vad")
 class ModelRef:
     """`path` is a file (GGUF, ONNX) or a folder (CTranslate2 Whisper); `format` picks the engine.
 
-    Formats: "gguf" (llama.cpp), "ct2-whisper" (faster-whisper), "piper" (ONNX + .onnx.json),
-    "silero" (Silero VAD ONNX), "webrtcvad" (built in, `path` unused).
+    Formats: "gguf" (llama.cpp), "rkllm" (the Rockchip NPU runtime), "ct2-whisper"
+    (faster-whisper), "piper" (ONNX + .onnx.json), "silero" (Silero VAD ONNX), "webrtcvad"
+    (built in, `path` unused).
     """
 
     name: str

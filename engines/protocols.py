@@ -61,6 +61,9 @@ class Token:
     completion_tokens: int = 0
     tool_call: ToolCall | None = None
     finish: Finish = ""
+    stats: tuple[tuple[str, float], ...] = ()
+    """What the engine itself measured of the call, by metric name (the NPU runtime's
+    prefill and generate times); on the last Token."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,16 @@ from typing import Any
 
 from engines.errors import ModelError
 from engines.model_ref import KINDS
-from engines.models import Progress, info, load_catalog, pull, remove, resolve
+from engines.models import (
+    Progress,
+    info,
+    load_catalog,
+    models_dir,
+    own_models,
+    pull,
+    remove,
+    resolve,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,8 +59,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _list(args: argparse.Namespace, _config: object) -> int:
     rows = [info(entry.name) for entry in load_catalog().entries()]
+    own = own_models()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(rows + [{"name": ref.name, "kind": ref.kind, "format": ref.format,
+                                  "path": str(ref.path), "size": ref.path.stat().st_size,
+                                  "installed": True, "own": True} for ref in own], indent=2))
         return 0
     table = [("NAME", "KIND", "FORMAT", "SIZE", "INSTALLED", "LICENCE")]
     for row in rows:
@@ -63,6 +75,10 @@ def _list(args: argparse.Namespace, _config: object) -> int:
     widths = [max(len(r[i]) for r in table) for i in range(5)]
     for r in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=False)) + "  " + r[5])
+    if own:
+        print(f"\nYour own models, in {models_dir()} (use them by name, e.g. --llm NAME):")
+        for ref in own:
+            print(f"  {ref.name}  {ref.kind}  {ref.format}  {_mb(ref.path.stat().st_size)}")
     print("\n* the default model of its kind.  `parley models pull NAME` installs one.")
     for row in rows:
         if row["default_reason"]:

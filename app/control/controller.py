@@ -156,6 +156,8 @@ class Controller:
         else:
             self.new_conversation()
         self._models.publish_loaded()
+        if self.session.notice is not None:
+            self.publish(ErrorOccurred(self.session.notice.message, self.session.notice.hint))
         audio = self.settings.audio
         await self.set_devices(audio.input_device or None, audio.output_device or None,
                                remember=False)

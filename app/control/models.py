@@ -19,7 +19,7 @@ from app.conversation.session import Session, make_vad
 from app.settings import Changes, Settings
 from engines.errors import ParleyError
 from engines.model_ref import KINDS, Kind, ModelRef
-from engines.models import DownloadCancelled, info, load_catalog, pull, resolve
+from engines.models import DownloadCancelled, info, load_catalog, own_models, pull, resolve
 
 Progress = Callable[[int, int | None], None]
 
@@ -70,6 +70,9 @@ class Models:
                                  bool(details.get("installed")), entry.license,
                                  entry.description, entry.name == active,
                                  bool(details.get("default"))))
+        for ref in own_models(kind):
+            rows.append(ModelRow(ref.name, kind, ref.format, ref.path.stat().st_size, True, "",
+                                 f"Your own model: {ref.path}", ref.name == active, False))
         if self.session and active not in {r.name for r in rows}:
             ref = self.session.models[kind]
             size = ref.path.stat().st_size if ref.path.is_file() else None

@@ -115,10 +115,7 @@ class Agent(EventBus):
         super().__init__()
         self.tools = ToolUse(tools, self.publish) if tools is not None else None
         self.here = here
-        self.engines = engines
-        self.output = output
-        self.settings = settings
-        self.clock = clock
+        self.engines, self.output, self.settings, self.clock = engines, output, settings, clock
         self.history: list[ChatMessage] = [ChatMessage("system", settings.system_prompt)]
         self.generation = 0
         self._turns = 0
@@ -385,6 +382,7 @@ class Agent(EventBus):
                 finish = token.finish
                 tokens["prompt"] += token.prompt_tokens
                 tokens["completion"] += token.completion_tokens
+                marks.update(token.stats)  # the engine's own account (ENGINE_REPORTED)
             for piece in splitter.push(token.text):
                 say(piece)
         if finish != "length":

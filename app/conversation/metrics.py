@@ -33,6 +33,10 @@ TTS_AUDIO_SECONDS = "tts_audio_seconds"
 """Seconds of speech the TTS made for the reply."""
 TOKENS_PER_S = "tokens_per_s"
 """Reply tokens per second, from the first token to the last."""
+ENGINE_REPORTED = ("npu_prefill_ms", "npu_prefill_tokens", "npu_generate_ms",
+                   "npu_generate_tokens", "npu_memory_mb")
+"""What an engine reports of its own work, for the turn's last model call: the RKLLM
+runtime's prefill and generate times and token counts, and its peak memory (MB)."""
 END_OF_SPEECH_TO_FIRST_SOUND = "end_of_speech_to_first_sound"
 """Cloud: from the user's last voiced sample to when the first reply audio is heard (handed to
 the output, plus the audio queued ahead of it and the device's latency)."""
@@ -77,10 +81,11 @@ def stage_times(metrics_ms: Mapping[str, float]) -> dict[str, float]:
 def turn_times(asked: float, ended_at: float, marks: dict[str, float],
                  completion_tokens: int) -> dict[str, float]:
     """Milliseconds for each stage that happened; missing marks mean the stage never ran.
-    Also the LLM's tokens per second and what the TTS spent for how much speech (the
-    speaker keeps those two totals in `marks` under their metric names)."""
+    Also the LLM's tokens per second, what the TTS spent for how much speech (the
+    speaker keeps those two totals in `marks` under their metric names) and what the
+    engine reported of itself (`ENGINE_REPORTED`)."""
     out: dict[str, float] = {k: v for k, v in marks.items()
-                             if k in (TTS_MS, TTS_AUDIO_SECONDS)}
+                             if k in (TTS_MS, TTS_AUDIO_SECONDS, *ENGINE_REPORTED)}
     if completion_tokens > 1 and marks.get("last_token", 0) > marks.get("first_token", 0):
         out[TOKENS_PER_S] = (completion_tokens - 1) / (marks["last_token"]
                                                        - marks["first_token"])

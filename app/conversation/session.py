@@ -19,8 +19,9 @@ from app.tools import Toolbox, default_tools
 from audio.bargein import Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
+from engines.errors import ParleyError
 from engines.model_ref import KINDS, Kind, ModelRef
-from engines.models import resolve
+from engines.models import for_this_machine, load_catalog, resolve
 from engines.protocols import VADEngine
 
 
@@ -76,6 +77,8 @@ class Session:
     """The tools the agent offers the model; owns the reminders that announce themselves."""
     announcing: set[asyncio.Task[None]]
     """Reminders being said (each waits for the turn under way to end)."""
+    notice: ParleyError | None = None
+    """Why a model other than the one asked for runs (an NPU model that cannot run here)."""
 
     def models_report(self) -> dict[str, dict[str, Any]]:
         report: dict[str, dict[str, Any]] = {}
@@ -94,13 +97,32 @@ class Session:
         await self.engines.close()
 
 
+async def load_llm(engines: EngineClient, ref: ModelRef, settings: Settings
+                   ) -> tuple[ModelRef, ParleyError | None]:
+    """The LLM loaded; an NPU model that cannot run here (no runtime, another version, no
+    NPU, the runtime refusing it) gives way to the default llama.cpp model, and the reason
+    comes back to be told, so the assistant answers anyway."""
+    try:
+        await engines.load(ref, settings.engine_options("llm"))
+        return ref, None
+    except ParleyError as err:
+        if ref.format != "rkllm":
+            raise
+        fallback = resolve(for_this_machine(load_catalog().defaults["llm"], "llm"), "llm")
+        await engines.load(fallback, settings.engine_options("llm"))
+        return fallback, ParleyError(
+            f"The NPU model {ref.name} cannot run here, so {fallback.name} answers on the "
+            f"CPU (llama.cpp), more slowly. Why: {err.message}", err.hint)
+
+
 async def open_session(settings: Settings, output: AudioOutput) -> Session:
     models = resolve_models(settings)
     engines = EngineClient()
     await engines.start()
     try:
-        for kind in ("stt", "llm", "tts"):
-            await engines.load(models[kind], settings.engine_options(kind))
+        await engines.load(models["stt"], settings.engine_options("stt"))
+        models["llm"], notice = await load_llm(engines, models["llm"], settings)
+        await engines.load(models["tts"], settings.engine_options("tts"))
     except BaseException:
         await engines.close()
         raise
@@ -116,5 +138,7 @@ async def open_session(settings: Settings, output: AudioOutput) -> Session:
     agent = Agent(engines, output, agent_settings(settings), tools=toolbox,
                   here=Here(known=toolbox.known))
     agent.subscribe(print_errors)
+    if notice is not None:
+        print_errors(ErrorOccurred(notice.message, notice.hint))
     toolbox.start()
-    return Session(agent, engines, models, toolbox, tasks)
+    return Session(agent, engines, models, toolbox, tasks, notice)

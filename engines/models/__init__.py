@@ -13,7 +13,13 @@ from engines.models.catalog import (
     total_memory,
 )
 from engines.models.install import Progress, info, pull, remove
-from engines.models.resolve import CorruptModelError, detect_format, for_this_machine, resolve
+from engines.models.resolve import (
+    CorruptModelError,
+    detect_format,
+    for_this_machine,
+    own_models,
+    resolve,
+)
 from engines.models.sources import DownloadCancelled
 from engines.models.store import MARKER, models_dir
 
@@ -35,6 +41,7 @@ __all__ = [
     "info",
     "load_catalog",
     "models_dir",
+    "own_models",
     "pull",
     "remove",
     "resolve",

@@ -22,6 +22,7 @@ DEFAULT_CATALOG = Path(__file__).resolve().parent.parent.parent / "resources" / 
 
 FORMAT_KINDS: dict[str, Kind] = {
     "gguf": "llm",
+    "rkllm": "llm",
     "ct2-whisper": "stt",
     "piper": "tts",
     "silero": "vad",

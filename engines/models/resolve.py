@@ -29,7 +29,7 @@ from engines.models.catalog import (
 )
 from engines.models.store import REMOTE, download_path, models_dir, read_marker
 
-_MODEL_SUFFIXES = (".gguf", ".onnx")
+_MODEL_SUFFIXES = (".gguf", ".rkllm", ".onnx")
 _A = {"stt": "an STT", "llm": "an LLM", "tts": "a TTS", "vad": "a VAD"}
 _log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def detect_format(path: Path) -> str:
                 "The file is damaged or not a llama.cpp model; download it again.",
             )
         return "gguf"
+    if suffix == ".rkllm":
+        return "rkllm"  # the RKLLM runtime checks the file itself when it loads it
     if suffix == ".onnx":
         if path.with_name(path.name + ".json").is_file():
             return "piper"
@@ -99,8 +101,8 @@ def detect_format(path: Path) -> str:
         )
     raise ModelError(
         f"Parley does not know the format of {path.name}.",
-        "Use a .gguf file (LLM), a faster-whisper folder (STT), a Piper .onnx with its "
-        ".onnx.json (TTS), or a Silero .onnx (VAD).",
+        "Use a .gguf file (LLM), a .rkllm file (LLM on a Rockchip NPU), a faster-whisper "
+        "folder (STT), a Piper .onnx with its .onnx.json (TTS), or a Silero .onnx (VAD).",
     )
 
 
@@ -108,6 +110,22 @@ def _ref_from_path(path: Path) -> ModelRef:
     """A ModelRef for a file or folder, named after it, its kind from its format."""
     fmt = detect_format(path)
     return ModelRef(path.name if path.is_dir() else path.stem, FORMAT_KINDS[fmt], fmt, path)
+
+
+def own_models(kind: Kind | None = None) -> list[ModelRef]:
+    """Model files the user put in the models folder themselves (an .rkllm they converted,
+    a GGUF they chose), named by their file's stem; files Parley cannot tell are left out."""
+    folder = models_dir()
+    refs = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.is_file() and path.suffix.lower() in _MODEL_SUFFIXES:
+            try:
+                ref = _ref_from_path(path)
+            except ModelError:
+                continue
+            if kind is None or ref.kind == kind:
+                refs.append(ref)
+    return refs
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -128,6 +146,8 @@ def _resolve_local(spec: str, catalog: Catalog) -> ModelRef:
     else:
         path = Path(spec).expanduser()
         candidates = [path] if path.is_absolute() else [path.absolute(), models_dir() / path]
+        if not _looks_like_path(spec):  # a model file in the models folder, by its stem
+            candidates += [models_dir() / f"{spec}{suffix}" for suffix in _MODEL_SUFFIXES]
     for candidate in candidates:
         if candidate.exists():
             return _ref_from_path(candidate)
