@@ -149,8 +149,9 @@ class RkllmLLM:
             else:
                 finish = "stop"
         finally:
-            run.close()
-        stats["total"] = (time.perf_counter() - start) * 1000.0
+            run.close()  # aborts the run if it is still going (Stop, barge-in)
+            stats["total"] = (time.perf_counter() - start) * 1000.0
+            stats.update(_perf_metrics(runtime.perf))
         if undecided and text:
             yield Token(text=text)
         call = _call(text) if calling and may_call else None

@@ -5,6 +5,7 @@ figures in the metrics. Without the runtime, Parley says why and answers on llam
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from engines.client import EngineClient
 from engines.llm_rkllm import RkllmLLM
 from engines.model_ref import ModelRef
 from engines.protocols import ChatMessage, Token
@@ -147,6 +149,31 @@ def test_a_lora_adapter_is_used_for_every_run(library: Path, model: Path, tmp_pa
         assert " lora=parley " in fake.report(library)
     finally:
         engine.close()
+
+
+def test_a_newer_generation_aborts_the_npu_run_in_the_worker(
+        library: Path, model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Barge-in and Stop cancel the turn's generation; the worker's engine aborts the run."""
+    monkeypatch.setenv("PARLEY_RKLLM_LIB", str(library))  # the worker inherits it
+    client = EngineClient()
+    long = [SYSTEM, ChatMessage("user", "word " * 2000)]  # 3,350 pieces if not stopped
+
+    async def talk_over_it() -> int:
+        await client.start()
+        try:
+            await client.load(ModelRef(model.stem, "llm", "rkllm", model), {"n_ctx": 4096})
+            count = 0
+            async for _ in client.generate(long, 1, 0, 4000, 0.7):
+                count += 1
+                if count == 5:
+                    client.cancel(1)
+            return count
+        finally:
+            await client.close()
+
+    count = asyncio.run(talk_over_it())
+    generated = client.stats["llm"].last_call_ms["npu_generate_tokens"]
+    assert count < 100 and generated < 200, (count, generated)
 
 
 def parley(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
