@@ -37,8 +37,6 @@ class Setup:
     top_k: int = 40
     top_p: float = 0.95
     repeat_penalty: float = 1.0
-    n_keep: int = -1
-    """Tokens kept at the start when the runtime shifts its context (-1: its choice)."""
 
 
 @dataclass(frozen=True)

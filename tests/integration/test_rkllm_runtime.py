@@ -21,7 +21,7 @@ from tests.rkllm import fake
 
 SETUP = Setup(max_context_len=4096, max_new_tokens=512, enabled_cpus_num=4,
               enabled_cpus_mask=0xF0, n_batch=2, embed_flash=True, temperature=0.7,
-              top_k=40, top_p=0.95, repeat_penalty=1.0, n_keep=-1)
+              top_k=40, top_p=0.95, repeat_penalty=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_every_struct_field_lands_where_c_puts_it(libraries: dict[str, Path]) ->
 def test_the_runtime_is_given_the_settings_parley_chose(runtime: Runtime, model: Path,
                                                         libraries: dict[str, Path]) -> None:
     seen = fake.report(libraries["1.2.3"])
-    assert f"model_path={model} max_context_len=4096 max_new_tokens=512 top_k=40 n_keep=-1 " \
-           "top_p=0.95 temperature=0.70 repeat_penalty=1.00" in seen
+    assert f"model_path={model} max_context_len=4096 max_new_tokens=512 top_k=40 n_keep=0 " \
+           "top_p=0.95 temperature=0.70 repeat_penalty=1.00" in seen  # n_keep: the default
     # fields after the bools and pointers, and the nested extend_param, land too
     assert "skip_special_token=1 is_async=0 img_start=(null) base_domain_id=0 embed_flash=1 " \
            "enabled_cpus_num=4 enabled_cpus_mask=0xF0 n_batch=2 use_cross_attn=0" in seen
