@@ -15,6 +15,7 @@ APT_PACKAGES=(
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-randr0 libxcb-render-util0
   libxcb-shape0 libxcb-xinerama0             # Qt's xcb platform plugin
   xvfb xauth tesseract-ocr tesseract-ocr-eng # tests: a real screen, and reading it back
+  systemd                                    # tests: a real `systemd --user` for packaging/parley.service
 )
 
 missing=()

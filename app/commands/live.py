@@ -14,6 +14,7 @@ from app.conversation.outputs import SpeakerOutput
 from app.conversation.session import endpointer_factory, open_session
 from app.conversation.voice import VoiceLoop
 from app.settings import Settings
+from app.watchdog import Watchdog
 from audio.devices import pick_device
 from audio.playback import Playback
 
@@ -25,8 +26,11 @@ async def run_live(settings: Settings, input_device: str | None, output_device: 
     speaker = pick_device(output_device or audio.output_device or None, "output")
     make_endpointer = endpointer_factory(settings)
     turns: list[TurnMetrics] = []
+    watchdog = Watchdog()  # systemd's notify socket, when started by parley.service
+    watchdog.start()  # while the models load, keeps systemd's start timeout open
     with Playback(speaker) as playback:
         session = await open_session(settings, SpeakerOutput(playback))
+        watchdog.ready()
 
         def keep(event: AgentEvent) -> None:  # each turn: a run cut short loses none
             if isinstance(event, TurnMetrics):
@@ -39,6 +43,7 @@ async def run_live(settings: Settings, input_device: str | None, output_device: 
             print("Listening… speak now (Ctrl+C to stop).", flush=True)
             turns = await voice.run(mic, max_turns)
         finally:
+            watchdog.stopping()
             write_metrics(metrics_path, local_metrics(session))
             await session.close()
     return turns

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from app.conversation.events import AgentEvent, MicLevel
 from audio.capture import Capture
@@ -46,6 +47,9 @@ class MicFeed:
         self._echo_far: FarEnd | None = None
         self._meter = LevelMeter()
         self._blocks: asyncio.Queue[tuple[Audio, float]] = asyncio.Queue()
+        self._echo_thread = ThreadPoolExecutor(1, thread_name_prefix="parley-echo")
+        """Echo cancellation runs here, one block after another, off the event loop: a
+        backlog of blocks took the window's loop 20-60 ms (the GUI loop benchmark)."""
 
     def capture(self, mic: DeviceInfo, block_ms: int) -> Capture:
         """The open microphone (a context manager) feeding this, from the running loop."""
@@ -71,17 +75,21 @@ class MicFeed:
         db = self._meter.measure(block, arrived, self.muted)
         if db is not None:
             self._publish(MicLevel(db))
-        return self._cancel_echo(block, arrived), arrived
+        echo = self._canceller_for(self._far_end())
+        if echo is None:
+            return Cancelled(block, None), arrived
+        cleaned = await asyncio.get_running_loop().run_in_executor(
+            self._echo_thread, echo.process, block, arrived - len(block) / SAMPLE_RATE)
+        return cleaned, arrived
 
-    def _cancel_echo(self, block: Audio, arrived: float) -> Cancelled:
-        far = self._far_end()
-        if far is not self._echo_far:  # first block, a new speaker, or cancelling on / off
+    def _canceller_for(self, far: FarEnd | None) -> EchoCanceller | None:
+        """The canceller for `far`, made anew on the first block, a new speaker, or when
+        cancelling is switched on or off."""
+        if far is not self._echo_far:
             self._echo_far, self.echo = far, None
             if far is not None and not self.echo_missing:
                 self.echo = make_echo_canceller(far, linear=self._linear)
                 self.echo_missing = self.echo is None
                 if self.echo_missing and self._on_no_canceller is not None:
                     self._on_no_canceller()
-        if self.echo is None:
-            return Cancelled(block, None)
-        return self.echo.process(block, arrived - len(block) / SAMPLE_RATE)
+        return self.echo

@@ -51,6 +51,7 @@ from app.gui.cloud_dialog import CloudDialog, has_key
 from app.gui.conversation_view import ConversationView
 from app.gui.conversations_panel import ConversationsPanel
 from app.gui.devices_dialog import DevicesDialog
+from app.gui.fit import fit_to_screen, scrolling
 from app.gui.metrics_panel import MetricsPanel
 from app.gui.models_dialog import ModelsDialog
 from app.gui.settings_dialog import SettingsDialog
@@ -110,10 +111,12 @@ class MainWindow(QMainWindow):
         self.mute.setCheckable(True)
         self.mute.setShortcut(QKeySequence("Ctrl+M"))
         self.mute.toggled.connect(self._on_mute)
-        self.talk = QPushButton("Hold to talk (Space)")
+        self.talk = QPushButton("Talk (Space)")  # short labels: the bar fits a 1024-px screen
+        self.talk.setToolTip("Hold to talk: Parley hears what you say while it is held.")
         self.talk.pressed.connect(controller.press_to_talk)
         self.talk.released.connect(controller.release_to_talk)
-        self.stop = QPushButton("Stop speaking (Esc)")
+        self.stop = QPushButton("Stop (Esc)")
+        self.stop.setToolTip("Stop speaking: the answer stops at once.")
         self.stop.clicked.connect(controller.stop_speaking)
         self.input = QLineEdit()
         self.input.setPlaceholderText("Type a message and press Enter…")
@@ -150,6 +153,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.models_label)
         self._build_menus()
         self._show_models()
+        fit_to_screen(self)
         if controller.started:
             self.on_event(StateChanged(controller.state))
             self._show_conversation(controller.conversation_id)
@@ -171,7 +175,7 @@ class MainWindow(QMainWindow):
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(title)
-        dock.setWidget(widget)
+        dock.setWidget(scrolling(widget))
         self.addDockWidget(area, dock)
 
     def _build_menus(self) -> None:

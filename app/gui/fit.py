@@ -1,0 +1,39 @@
+"""Keeps the window within small screens (a 1024x600 board, a 1280x720 laptop).
+
+The side panels scroll instead of forcing their full size on the window, and where the
+screen is too narrow for both beside the conversation they share one dock as tabs.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDockWidget, QFrame, QMainWindow, QScrollArea, QWidget
+
+PANEL_MIN_WIDTH = 160
+"""A panel can be this narrow: it scrolls sideways rather than widen the window."""
+
+
+def scrolling(panel: QWidget) -> QScrollArea:
+    """`panel` in a scroll area that follows the dock's size down to `PANEL_MIN_WIDTH`."""
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setMinimumWidth(PANEL_MIN_WIDTH)
+    area.setAccessibleName(panel.accessibleName())
+    return area
+
+
+def fit_to_screen(window: QMainWindow) -> None:
+    """Stack the docks as tabs when they do not fit beside each other, and open the window
+    maximized where its usual size would not fit the screen's free area."""
+    screen = window.screen().availableGeometry()
+    docks = window.findChildren(QDockWidget)
+    if len(docks) > 1 and window.minimumSizeHint().width() > screen.width():
+        first, *rest = docks
+        for dock in rest:
+            window.tabifyDockWidget(first, dock)
+        first.raise_()
+    if window.width() > screen.width() or window.height() > screen.height():
+        window.resize(min(window.width(), screen.width()), min(window.height(), screen.height()))
+        window.setWindowState(Qt.WindowState.WindowMaximized)  # a desktop fits its frame in
