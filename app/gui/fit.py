@@ -29,11 +29,17 @@ def fit_to_screen(window: QMainWindow) -> None:
     maximized where its usual size would not fit the screen's free area."""
     screen = window.screen().availableGeometry()
     docks = window.findChildren(QDockWidget)
-    if len(docks) > 1 and window.minimumSizeHint().width() > screen.width():
+    columns = len(docks)
+    if columns > 1 and window.minimumSizeHint().width() > screen.width():
         first, *rest = docks
         for dock in rest:
             window.tabifyDockWidget(first, dock)
         first.raise_()
+        columns = 1
     if window.width() > screen.width() or window.height() > screen.height():
         window.resize(min(window.width(), screen.width()), min(window.height(), screen.height()))
         window.setWindowState(Qt.WindowState.WindowMaximized)  # a desktop fits its frame in
+        central = window.centralWidget()
+        spare = screen.width() - (central.minimumSizeHint().width() if central else 0) - 24
+        window.resizeDocks(docks, [max(PANEL_MIN_WIDTH, spare // max(columns, 1))] * len(docks),
+                           Qt.Orientation.Horizontal)  # what the conversation leaves over
