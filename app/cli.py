@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from app.commands import models as models_cli
-from app.settings import Changes, Settings, load_settings, user_config_path
+from app.settings import (
+    Changes,
+    Settings,
+    load_settings,
+    save_user_settings,
+    user_config_path,
+)
 from engines.errors import ParleyError
 
 
@@ -34,7 +40,8 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not args.headless:
         from app.gui.app import run_gui
 
-        return run_gui(settings, args.screenshot, args.max_turns, cloud=args.cloud)
+        return run_gui(settings, args.screenshot, args.max_turns, cloud=args.cloud,
+                       kiosk=args.kiosk)
     if args.cloud:
         from app.commands.live_cloud import run_cloud
 
@@ -76,6 +83,26 @@ def _cmd_cloud(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_kiosk(args: argparse.Namespace, settings: Settings) -> int:
+    from app.control.pin import hash_pin
+
+    if args.action == "clear-pin":
+        save_user_settings({"ui": {"kiosk_pin": ""}})
+        print("PIN removed: the settings are locked in kiosk mode until you set one.")
+        return 0
+    if sys.stdin.isatty():
+        pin = getpass.getpass("New kiosk PIN, 4 to 8 digits (input hidden): ")
+        if getpass.getpass("The same PIN again: ") != pin:
+            print("parley: the two PINs differ; nothing was changed.", file=sys.stderr)
+            return 2
+    else:  # a script or a test: one line on stdin
+        pin = sys.stdin.readline().strip()
+    save_user_settings({"ui": {"kiosk_pin": hash_pin(pin)}})
+    print(f"PIN set (only its salted hash is kept, in {user_config_path()}); in kiosk mode "
+          "the settings now open with it.")
+    return 0
+
+
 def _cmd_config_path(args: argparse.Namespace, settings: Settings) -> int:
     print(user_config_path())
     return 0
@@ -92,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         models.add_argument(f"--{kind}", metavar="MODEL", help=f"{kind.upper()} model")
     parser.add_argument("--language", help="spoken language code, or 'auto'")
     parser.set_defaults(handler=_cmd_run, headless=False, screenshot=None, max_turns=None,
-                        cloud=False)
+                        cloud=False, kiosk=False)
     sub = parser.add_subparsers(dest="command")
 
     talk = sub.add_parser("talk", help="answer the utterances in a WAV file, into a WAV file")
@@ -111,7 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cloud", action="store_true",
                      help="talk to the OpenAI Realtime API instead of the local models "
                           "(the window starts in cloud mode)")
+    run.add_argument("--kiosk", action="store_true",
+                     help="full screen for a touch screen in a public place: one talk "
+                          "button, big type, settings behind a PIN (`parley kiosk set-pin`)")
     run.set_defaults(handler=_cmd_run)
+
+    kiosk = sub.add_parser("kiosk", help="the settings PIN of kiosk mode")
+    kiosk.add_argument("action", choices=["set-pin", "clear-pin"],
+                       help="set-pin asks for the PIN twice, hidden (or reads one line from "
+                            "stdin); clear-pin locks the settings entirely")
+    kiosk.set_defaults(handler=_cmd_kiosk)
 
     cloud = sub.add_parser("cloud", help="the OpenAI API key for cloud mode")
     cloud.add_argument("action", choices=["set-key", "forget-key"],

@@ -108,6 +108,12 @@ class AudioSettings:
 @dataclasses.dataclass(frozen=True)
 class UiSettings:
     theme: str
+    kiosk_idle_s: float = 120.0
+    """Kiosk mode: after this long with no turn, a fresh conversation and the welcome."""
+    kiosk_welcome: str = "Hello! Tap and talk to me."
+    kiosk_pin: str = ""
+    """Kiosk mode: the settings PIN as a salted scrypt hash (`parley kiosk set-pin`);
+    "" locks the settings entirely."""
 
 
 _AGENT_KEYS = {"max_tokens", "temperature", "system_prompt", "ask_again_below"}

@@ -108,6 +108,10 @@ class EngineClient:
             self._requests.close()
             self._requests = None
 
+    async def revive(self) -> None:
+        """Start a dead worker again with the models it had (nothing if it runs)."""
+        await self._ensure_running()
+
     async def _ensure_running(self) -> None:
         """Restart a dead worker and reload what it had, so the conversation goes on."""
         if self.alive:
@@ -202,22 +206,24 @@ class EngineClient:
                 event = events.get(timeout=0.25)
             except queue.Empty:
                 if not process.is_alive():
-                    self._post(None, process.exitcode)
+                    self._post(process, None, process.exitcode)
                     return
                 continue
             except (EOFError, OSError):
-                self._post(None, process.exitcode)
+                self._post(process, None, process.exitcode)
                 return
-            self._post(event, None)
+            self._post(process, event, None)
 
-    def _post(self, event: Event | None, exitcode: int | None) -> None:
+    def _post(self, process: Any, event: Event | None, exitcode: int | None) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed while we were reading
-            loop.call_soon_threadsafe(self._route, event, exitcode)
+            loop.call_soon_threadsafe(self._route, process, event, exitcode)
 
-    def _route(self, event: Event | None, exitcode: int | None) -> None:
+    def _route(self, process: Any, event: Event | None, exitcode: int | None) -> None:
+        if process is not self._process:
+            return  # news of a worker already replaced: it must not touch the new one
         if event is None:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(WorkerError(

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def xvfb(width: int, height: int) -> Iterator[str]:
-    """The display (":N") of a new Xvfb of that size, taking connections."""
+def xvfb(*sizes: tuple[int, int]) -> Iterator[str]:
+    """The display (":N") of a new Xvfb with one screen per size, taking connections (and no
+    window manager, as on a kiosk board that starts straight into Parley)."""
+    screens = [arg for i, (width, height) in enumerate(sizes)
+               for arg in ("-screen", str(i), f"{width}x{height}x24")]
     read, write = os.pipe()
-    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
-                               f"{width}x{height}x24", "-nolisten", "tcp"],
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), *screens, "-nolisten", "tcp"],
                               pass_fds=(write,), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     os.close(write)

@@ -109,6 +109,17 @@ class Controller:
     def muted(self) -> bool:
         return self._muted
 
+    @property
+    def engines_alive(self) -> bool:
+        """Whether the engine worker runs (it is started again on the next request)."""
+        return self.session is None or self.session.engines.alive
+
+    async def restart_engines(self) -> None:
+        """Start a dead engine worker again with its models now, not on the next request,
+        so whoever speaks next does not wait for it (a kiosk between visitors)."""
+        if self.session is not None:
+            await self.session.engines.revive()
+
     def active_models(self) -> dict[Kind, ModelRef]:
         return self._models.active()
 

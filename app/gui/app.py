@@ -11,9 +11,10 @@ from app.settings import Settings
 
 
 def run_gui(settings: Settings, screenshot: Path | None = None,
-            max_turns: int | None = None, cloud: bool = False) -> int:
+            max_turns: int | None = None, cloud: bool = False, kiosk: bool = False) -> int:
     """Open the window, load the models behind it, and run until the window closes
-    (`cloud`: then switch the conversation to cloud mode, as the user can at any time).
+    (`cloud`: then switch the conversation to cloud mode, as the user can at any time;
+    `kiosk`: the full-screen kiosk window instead of the desktop one).
 
     With `max_turns` the window closes after that many answered turns; `screenshot` saves
     the window just before closing (or, without `max_turns`, once the models are loaded) —
@@ -23,9 +24,11 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
     from PySide6.QtWidgets import QApplication
 
     from app.control.controller import Controller
+    from app.gui.kiosk_window import KioskWindow
     from app.gui.main_window import MainWindow
     from app.gui.theme import apply_theme, configure_high_dpi
     from app.storage import Storage, default_db_path
+    from app.watchdog import Watchdog
 
     configure_high_dpi()
     app = QApplication.instance() or QApplication(sys.argv)
@@ -36,8 +39,13 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
     asyncio.set_event_loop(loop)
     storage = Storage(default_db_path())
     controller = Controller(settings, storage)
-    window = MainWindow(controller)
-    window.show()
+    window: MainWindow | KioskWindow
+    if kiosk:
+        window = KioskWindow(controller)
+        window.show_kiosk()
+    else:
+        window = MainWindow(controller)
+        window.show()
     closed: asyncio.Future[None] = loop.create_future()
 
     def on_quit() -> None:
@@ -46,11 +54,17 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
 
     app.aboutToQuit.connect(on_quit)
 
+    watchdog = Watchdog()  # systemd's notify socket, when started by parley.service
+
     async def main() -> int:
+        watchdog.start()  # while the models load, keeps systemd's start timeout open
         if not await window.start():
             return 2
-        if cloud:
+        watchdog.ready()  # from now on a stalled loop stops the pings: systemd restarts it
+        if cloud and isinstance(window, MainWindow):
             await window.switch_mode(True)
+        elif cloud:
+            await controller.set_cloud(True)
         if max_turns is not None:
             turns = 0
 
@@ -75,6 +89,7 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
     try:
         with loop:
             code: int = loop.run_until_complete(main())
+            watchdog.stopping()
             loop.run_until_complete(controller.close())
     finally:
         storage.close()

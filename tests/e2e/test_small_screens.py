@@ -72,7 +72,7 @@ def test_the_window_and_every_dialog_fit_the_screen(width: int, height: int, tmp
 def x_screen(request: pytest.FixtureRequest) -> Iterator[tuple[str, int, int]]:
     """A real X server (Xvfb) of the size under test."""
     width, height = request.param
-    with xvfb(width, height) as display:
+    with xvfb((width, height)) as display:
         yield display, width, height
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,9 +14,11 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
 
 from tests.speech import conversation_wav
-from tests.waiting import blocking_until
+from tests.xserver import xvfb
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
@@ -25,21 +26,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 @pytest.fixture(scope="module")
 def screen() -> Iterator[str]:
     """A real X server (Xvfb) for the window, as on a desktop."""
-    display = ":87"
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    listening = f"/tmp/.X11-unix/X{display[1:]}"
-
-    def up() -> bool:  # taking connections, or gone
-        with socket.socket(socket.AF_UNIX) as x11:
-            return xvfb.poll() is not None or x11.connect_ex(listening) == 0
-
-    blocking_until(up, 20, f"Xvfb to take connections on {display}", 0.1)
-    assert xvfb.poll() is None, "Xvfb did not start"
-    yield display
-    xvfb.terminate()
-    xvfb.wait(10)
+    with xvfb((1280, 800)) as display:
+        yield display
 
 
 def ready(db: Path) -> bool:
@@ -83,9 +71,13 @@ def test_user_speaks_and_the_window_shows_and_speaks_the_answer(
     assert [r for r, _ in rows] == ["user", "assistant"], rows
     assert "moon" in rows[0][1].lower()
 
-    # the window showed them: read the screenshot back with OCR
-    text = subprocess.run(["tesseract", str(shot), "-"], capture_output=True, text=True,
-                          check=True).stdout.lower()
+    # the window showed them: read the screenshot back with OCR, at twice the size (at 1x
+    # tesseract misses the start of small white words on blue)
+    image = QImage(str(shot))
+    image.scaled(image.size() * 2, Qt.AspectRatioMode.KeepAspectRatio,
+                 Qt.TransformationMode.SmoothTransformation).save(str(tmp_path / "2x.png"))
+    text = subprocess.run(["tesseract", str(tmp_path / "2x.png"), "-"], capture_output=True,
+                          text=True, check=True).stdout.lower()
     # the question, in the conversation or (when a long answer has scrolled it away)
     # in the metrics table's "you said" column, which cuts it after "how far away is t"
     assert "how far away" in text, text

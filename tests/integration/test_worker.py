@@ -43,22 +43,23 @@ def engines(default_models: dict[str, ModelRef]) -> Any:
 
 
 def test_a_newer_generation_stops_a_long_reply_promptly(engines: Any) -> None:
+    """Within a few tokens of the cancel, counted in tokens, not milliseconds: the worker
+    runs at a lower priority, so on a busy machine one token can take seconds (a timed
+    bound here failed beside other work; the benchmarks measure the time)."""
     loop, client = engines
     story = [ChatMessage("user", "Tell me a very long story about a dragon.")]
 
-    async def run() -> tuple[int, float]:
-        count, stopped_at = 0, 0.0
+    async def run() -> int:
+        count, after = 0, 0
         tokens: AsyncIterator[Any] = client.generate(story, 1, 0, 400, 0.7)
         async for _ in tokens:
             count += 1
+            after += count > 5
             if count == 5:
                 client.cancel(1)
-                stopped_at = time.perf_counter()
-        return count, (time.perf_counter() - stopped_at) * 1000
+        return after
 
-    count, stop_ms = loop.run_until_complete(run())
-    assert count < 40, count
-    assert stop_ms < 500, stop_ms
+    assert loop.run_until_complete(run()) <= 3  # those already on their way
 
 
 def test_synthesis_for_a_cancelled_generation_is_dropped(engines: Any) -> None:
