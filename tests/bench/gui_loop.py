@@ -3,15 +3,19 @@
 A 5 ms QTimer samples the Qt loop while the real window loads its models, opens the
 microphone and speaker (a private PulseAudio server, as on a desktop), answers typed
 turns, switches the LLM and reloads the voice. Any gap beyond the timer period is time
-the window could not repaint or react. Reports max and p99 of those gaps per phase.
+the window could not repaint or react. Reports max and p99 of those gaps per phase, for the
+desktop window and the kiosk window, each on a screen of the size given (`--screen`,
+default a board's 1024x600; Qt's offscreen platform is told the size).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 TICK_MS = 5
+WINDOWS = ("desktop", "kiosk")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -27,15 +32,28 @@ def pct(values: list[float], q: float) -> float:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--screen", default="1024x600", help="WIDTHxHEIGHT")
+    parser.add_argument("--window", choices=WINDOWS, help="one window, in this process")
+    args = parser.parse_args()
+    if args.window is None:  # each window in a process of its own: one QApplication each
+        for window in WINDOWS:
+            subprocess.run([sys.executable, "-m", "tests.bench.gui_loop", "--screen",
+                            args.screen, "--window", window], check=True)
+        return
     from tests.pulse import PulseAudio
 
-    with PulseAudio():
-        measure()
-
-
-def measure() -> None:
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    width, height = (int(n) for n in args.screen.split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="parley-bench-"))
+    screens = tmp / "screens.json"
+    screens.write_text(json.dumps({"screens": [{"name": "bench", "x": 0, "y": 0, "width": width,
+                                                "height": height, "logicalDpi": 96}]}))
+    os.environ["QT_QPA_PLATFORM"] = f"offscreen:configfile={screens}"
+    with PulseAudio():
+        measure(tmp, args.window, args.screen)
+
+
+def measure(tmp: Path, kind: str, screen: str) -> None:
     os.environ["PARLEY_CONFIG"] = str(tmp / "config.toml")
     os.environ["PARLEY_DATA_DIR"] = str(tmp / "data")
     import qasync
@@ -43,6 +61,7 @@ def measure() -> None:
     from PySide6.QtWidgets import QApplication
 
     from app.control.controller import Controller
+    from app.gui.kiosk_window import KioskWindow
     from app.gui.main_window import MainWindow
     from app.settings import load_settings
     from app.storage import Storage, default_db_path
@@ -52,8 +71,13 @@ def measure() -> None:
     asyncio.set_event_loop(loop)
     storage = Storage(default_db_path())
     controller = Controller(load_settings(), storage)
-    window = MainWindow(controller)
-    window.show()
+    window: MainWindow | KioskWindow
+    if kind == "kiosk":
+        window = KioskWindow(controller)
+        window.show_kiosk()
+    else:
+        window = MainWindow(controller)
+        window.show()
 
     gaps: dict[str, list[float]] = {}
     phase = ["idle"]
@@ -73,7 +97,7 @@ def measure() -> None:
     async def scenario() -> None:
         await asyncio.sleep(0.3)
         phase[0] = "load models"
-        await controller.start()
+        assert await window.start()
         phase[0] = "typed turns"
         for text in ("Hello there!", "Why is the sky blue?", "Tell me a short joke."):
             await controller.send_text(text)
@@ -101,12 +125,14 @@ def measure() -> None:
                      "p99_stall_ms": round(pct(everything, 0.99), 1)}
     out = Path("bench-results")
     out.mkdir(exist_ok=True)
-    (out / "gui_loop.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["| phase | samples | max stall ms | p99 stall ms |", "|---|---|---|---|"]
+    name = f"gui_loop-{kind}-{screen}"
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"{kind} window, {screen} screen:", "",
+             "| phase | samples | max stall ms | p99 stall ms |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['samples']} | {v['max_stall_ms']} | {v['p99_stall_ms']} |"
               for k, v in report.items()]
     table = "\n".join(lines)
-    (out / "gui_loop.md").write_text(table + "\n")
+    (out / f"{name}.md").write_text(table + "\n")
     print(table)
 
 
