@@ -73,7 +73,7 @@ class EngineClient:
         self._ready = self._loop.create_future()
         self._process = ctx.Process(target=worker.main, args=(self._requests, events),
                                     name="parley-engines", daemon=True)
-        self._process.start()
+        await asyncio.to_thread(self._process.start)  # spawning took the window's loop ~40 ms
         threading.Thread(target=self._read, args=(self._process, events),
                          name="parley-engine-events", daemon=True).start()
         try:
