@@ -28,10 +28,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.watchdog import Watchdog
+from engines.models import models_dir
 from tests.waiting import blocking_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +43,8 @@ READY = f"ready, pinging every {WATCHDOG_S / 2} s"  # the stand-in's line at eac
 # Start-up of the manager, a restart (RestartSec=5s plus the stand-in's start), a watchdog
 # timeout (3 s) then its abort: each well inside these, even on a loaded machine.
 START_S, RESTART_S = 30.0, 40.0
+PARLEY_START_S = 240.0
+"""Parley's own start: spawning the worker and loading Whisper, the LLM and Piper."""
 
 
 @dataclass
@@ -207,6 +211,44 @@ def test_a_frozen_parley_is_killed_by_the_watchdog_and_started_again(
     # SIGABRT, which only the watchdog sends (the test sent SIGSTOP alone)
     assert "Fatal Python error: Aborted" in said, said
     assert said.count(READY) == 2
+
+
+def test_the_real_parley_killed_under_the_unit_is_started_again(
+        manager: UserManager, pulse: Any, tmp_path: Path) -> None:
+    """No stand-in: the unit as install-service.sh writes it for a board with no display
+    (`parley run --headless`), on the test's PulseAudio; a drop-in only points it at that
+    server and at a settings and data folder of the test's. Active means Parley loaded its
+    models and said READY=1; killed, systemd starts it again and it loads them again."""
+    output = tmp_path / "parley.log"
+    drop_in = manager.home / ".config/systemd/user/parley.service.d"
+    drop_in.mkdir(parents=True)
+    names = ("PULSE_SERVER", "PULSE_COOKIE", "PULSE_RUNTIME_PATH")
+    environment = "".join(f"Environment={name}={pulse.env[name]}\n" for name in names)
+    (drop_in / "test.conf").write_text(
+        f"[Service]\n{environment}Environment=PARLEY_CONFIG={tmp_path / 'config.toml'}\n"
+        f"Environment=PARLEY_DATA_DIR={tmp_path / 'data'}\n"
+        f"Environment=PARLEY_MODELS_DIR={models_dir()}\n"  # the manager's HOME has none
+        f"StandardOutput=append:{output}\nStandardError=append:{output}\n")
+    manager.script("install-service.sh", "--headless")
+    try:
+        def active() -> bool:
+            unit = manager.unit()
+            return unit["ActiveState"] == "active" and unit["SubState"] == "running"
+
+        blocking_until(active, PARLEY_START_S,
+                       lambda: f"Parley to load its models: {manager.status()}\n"
+                               f"{output.read_text(errors='replace')[-2000:]}")
+        before = manager.unit()
+        old_pid = int(before["MainPID"])
+        os.kill(old_pid, signal.SIGKILL)
+        blocking_until(lambda: _restarted(manager, old_pid), PARLEY_START_S + RESTART_S,
+                       lambda: f"systemd to start Parley again: {manager.status()}\n"
+                               f"{output.read_text(errors='replace')[-2000:]}")
+        assert int(manager.unit()["NRestarts"]) == int(before["NRestarts"]) + 1
+        assert output.read_text().count("Listening… speak now") == 2
+    finally:
+        manager.script("uninstall-service.sh")
+        shutil.rmtree(drop_in)
 
 
 def _verify(manager: UserManager) -> None:
