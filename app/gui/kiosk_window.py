@@ -212,6 +212,7 @@ class KioskWindow(QWidget):
         self.setGeometry(screen.geometry())
         screen.geometryChanged.connect(self.setGeometry)
         self.showFullScreen()
+        self.activateWindow()  # with no window manager to give it, the keyboard focus
         QApplication.setOverrideCursor(Qt.CursorShape.BlankCursor)
         keep_screen_awake()
 
