@@ -1,7 +1,7 @@
 # The two commands a user needs are `make run` and `make test`; both set up first.
 PY := .venv/bin/python
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench bundle models-archive
 
 setup:
 	@packaging/setup.sh
@@ -14,7 +14,14 @@ lint: setup
 	.venv/bin/mypy
 	.venv/bin/lint-imports --no-cache
 
-test: lint
+bundle: setup
+	packaging/bundle.sh
+
+models-archive: setup
+	.venv/bin/parley models export --defaults dist/parley-models.tar
+
+# The tests include the bundle's own (tests/bundle), so CI builds it every run.
+test: lint bundle
 	$(PY) -m pytest -p no:cacheprovider
 
 bench: setup

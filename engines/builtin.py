@@ -19,7 +19,10 @@ def _whisper(ref: ModelRef, options: Options) -> Engine:
 
 
 def _llama(ref: ModelRef, options: Options) -> Engine:
+    from engines.cpu import require_llama_features
     from engines.llm_llama import LlamaLLM
+
+    require_llama_features()  # before llama.cpp's library is loaded: an old CPU is told why
 
     return LlamaLLM(ref, options)
 

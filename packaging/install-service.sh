@@ -6,7 +6,8 @@
 #   packaging/install-service.sh --autostart   a desktop autostart entry instead, for a
 #                                              session without a systemd user manager
 # Options: --command 'ARGS' (Parley's arguments, instead of `run --kiosk`), --parley PATH
-# (default: this checkout's .venv/bin/parley), --no-start (enable for the next login only).
+# (default: the bundle's parley when run from an unpacked bundle's service/ folder, else this
+# checkout's .venv/bin/parley), --no-start (enable for the next login only).
 #
 # It writes packaging/parley.service (or parley-kiosk.desktop) with Parley's absolute path
 # into ~/.config/systemd/user/ (or ~/.config/autostart/), then reloads systemd and enables
@@ -16,11 +17,12 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 parley="$(dirname "$here")/.venv/bin/parley"
+[ -f "$(dirname "$here")/parley" ] && parley="$(dirname "$here")/parley"  # a bundle
 args="run --kiosk"
 autostart=false
 start=true
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,15s/^# \{0,1\}//p' "$0"; exit "${1:-0}"; }
 while (($#)); do
   case "$1" in
     --kiosk) args="run --kiosk" ;;

@@ -18,7 +18,7 @@ from tests.pulse import PulseAudio
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 _FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration,
-                   "e2e": pytest.mark.e2e}
+                   "e2e": pytest.mark.e2e, "bundle": pytest.mark.bundle}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,4 +1,5 @@
-"""`parley models …`: see the catalog, install, locate and remove models.
+"""`parley models …`: see the catalog, install, locate and remove models, and carry them to
+a machine without a network in a models archive (export, import).
 
 Each handler returns an exit code and raises ModelError for failures, which the main CLI
 prints. Results go to stdout (so scripts can use them); progress goes to stderr.
@@ -10,11 +11,13 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from engines.errors import ModelError
 from engines.model_ref import KINDS
 from engines.models import (
+    Catalog,
     Progress,
     info,
     load_catalog,
@@ -55,6 +58,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     delete = sub.add_parser("remove", help="delete an installed model")
     delete.add_argument("name", metavar="NAME")
     delete.set_defaults(handler=_remove)
+
+    export = sub.add_parser(
+        "export", help="write installed models to an archive, for a machine without a network",
+        description="Write installed models to FILE, a tar that `parley models import` reads.",
+    )  # fmt: skip
+    export.add_argument("--defaults", action="store_true",
+                        help="the default model of each kind for this machine")  # fmt: skip
+    export.add_argument("names", metavar="NAME", nargs="*", help="a catalog name")
+    export.add_argument("file", metavar="FILE", type=Path, help="the archive to write")
+    export.set_defaults(handler=_export)
+
+    load = sub.add_parser("import", help="install the models of an archive (no network)")
+    load.add_argument("file", metavar="FILE", type=Path, help="an archive `export` wrote")
+    load.set_defaults(handler=_import)
 
 
 def _list(args: argparse.Namespace, _config: object) -> int:
@@ -122,12 +139,45 @@ def _path(args: argparse.Namespace, _config: object) -> int:
 
 def _pull(args: argparse.Namespace, _config: object) -> int:
     catalog = load_catalog()
-    names = [catalog.default(kind).name for kind in KINDS] if args.defaults else [args.name]
+    names = _defaults(catalog) if args.defaults else [args.name]
     for name in names:
-        progress: Progress = _ProgressLine(name)
+        progress: Progress = _ProgressLine(name, "downloading")
         ref = pull(name, progress=progress, catalog=catalog)
         where = "built in" if ref.format == "webrtcvad" else str(ref.path)
         print(f"{name}: ready ({where})")
+    return 0
+
+
+def _defaults(catalog: Catalog) -> list[str]:
+    """The default model of each kind for this machine (its memory decides the LLM)."""
+    return [catalog.default(kind).name for kind in KINDS]
+
+
+def _export(args: argparse.Namespace, _config: object) -> int:
+    from engines.models.archive import export_archive  # tarfile only when asked
+
+    catalog = load_catalog()
+    names = list(args.names)
+    if args.defaults:  # built-in models (webrtcvad) have no files to carry
+        names += [n for n in _defaults(catalog) if not catalog.get(n).builtin]
+    if not names:
+        raise ModelError(
+            "Name the models to export, or give --defaults.",
+            "For example: `parley models export --defaults parley-models.tar`.",
+        )
+    path = export_archive(names, args.file, _ProgressLine(args.file.name, "writing"), catalog)
+    print(f"{path}: {', '.join(dict.fromkeys(names))} ({_mb(path.stat().st_size)})")
+    return 0
+
+
+def _import(args: argparse.Namespace, _config: object) -> int:
+    from engines.models.archive import import_archive  # tarfile only when asked
+
+    installed = import_archive(args.file, _ProgressLine(args.file.name, "importing"))
+    for name in installed:
+        print(f"{name}: ready ({resolve(name).path})")
+    if not installed:
+        print(f"{args.file}: every model in it is installed already")
     return 0
 
 
@@ -152,8 +202,8 @@ def _mb(n: int) -> str:
 class _ProgressLine:
     """A one-line progress meter on stderr, redrawn at most a few times a second."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str, doing: str) -> None:
+        self.name, self.doing = name, doing
         self.shown = 0.0
         self.tty = sys.stderr.isatty()
 
@@ -165,4 +215,4 @@ class _ProgressLine:
         self.shown = now
         amount = f"{_mb(done)} of {_mb(total)} ({done * 100 // total}%)" if total else _mb(done)
         end = "\n" if finished or not self.tty else ""
-        print(f"\r{self.name}: downloading {amount}   ", end=end, file=sys.stderr, flush=True)
+        print(f"\r{self.name}: {self.doing} {amount}   ", end=end, file=sys.stderr, flush=True)

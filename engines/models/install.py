@@ -180,7 +180,7 @@ def _install(
     sizes = [f.size for f in todo]
     tracker.total = sum(s for s in sizes if s is not None) if None not in sizes else None
     joined = max((f.size or 0 for f in todo if len(f.sources) > 1), default=0)
-    _check_free_space(tracker.total + joined if tracker.total is not None else None)
+    check_free_space(tracker.total + joined if tracker.total is not None else None)
     for f in todo:
         parts = [_fetch(src, i, f, staging, tracker, cancel) for i, src in enumerate(f.sources)]
         marker[f.name] = _place(parts, f, folder / f.name, staging)
@@ -212,7 +212,7 @@ def _already_installed(f: CatalogFile, path: Path, marker: dict[str, dict[str, A
     return True
 
 
-def _check_free_space(needed: int | None) -> None:
+def check_free_space(needed: int | None) -> None:
     """Fail before downloading rather than with a full disk half-way through.
 
     A file made of parts needs twice its size for a moment: its parts and the joined copy.

