@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from app.conversation.events import AgentEvent, TurnMetrics
-from app.settings import Settings
+from app.settings import RESOURCES, Settings
 
 
 def run_gui(settings: Settings, screenshot: Path | None = None,
@@ -21,6 +21,7 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
     for smoke tests of a bundle and for the docs."""
     import qasync
     from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app.control.controller import Controller
@@ -34,6 +35,8 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
     app = QApplication.instance() or QApplication(sys.argv)
     assert isinstance(app, QApplication)
     app.setApplicationName("Parley")
+    app.setDesktopFileName("parley")  # Wayland finds the icon through packaging/parley.desktop
+    app.setWindowIcon(QIcon(str(RESOURCES / "parley.png")))
     apply_theme(app, settings.ui.theme)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
