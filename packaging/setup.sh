@@ -16,6 +16,7 @@ APT_PACKAGES=(
   libxcb-shape0 libxcb-xinerama0             # Qt's xcb platform plugin
   xvfb xauth tesseract-ocr tesseract-ocr-eng # tests: a real screen, and reading it back
   systemd                                    # tests: a real `systemd --user` for packaging/parley.service
+  gnome-keyring dbus-daemon                  # tests: a real Secret Service for the bundle's keyring
   x11-utils x11-xserver-utils xdotool        # kiosk: xset keeps the screen on; tests: xwininfo,
                                              # xprop, and xdotool to tap and type on the X screen
 )

@@ -115,38 +115,41 @@ def cloud() -> Iterator[RealtimeServer]:
     assert srv.faults == [] and srv.rejected == []
 
 
-def test_the_bundles_window_answers_in_cloud_mode_and_keeps_the_conversation(
+def test_the_bundles_window_answers_in_cloud_mode_with_the_key_from_the_keyring(
         parley: Path, home: Path, pulse: Any, cloud: RealtimeServer, tmp_path: Path) -> None:
-    """The window (Qt's plugins), the Realtime client (openai, websockets) and the SQLite
-    store, all from the bundle."""
+    """The keyring (a real Secret Service: gnome-keyring on a private D-Bus session), the
+    window (Qt's plugins), the Realtime client and the SQLite store, all from the bundle."""
     question = conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"], gap_s=1.0)
     shot = tmp_path / "window.png"
-    env = bare(home, pulse, OPENAI_BASE_URL=cloud.base_url, OPENAI_API_KEY="sk-test-local",
-               QT_QPA_PLATFORM="offscreen")
+    session = ("echo -n unlock | gnome-keyring-daemon --unlock --components=secrets >/dev/null"
+               f" && echo sk-test-from-the-keyring | '{parley}' cloud set-key"
+               f" && exec '{parley}' run --cloud --max-turns 1 --screenshot '{shot}'")
     window = subprocess.Popen(
-        [parley, "run", "--cloud", "--max-turns", "1", "--screenshot", str(shot)],
-        env=env, cwd=home, stderr=subprocess.PIPE, text=True)
+        ["dbus-run-session", "--", "sh", "-c", session], cwd=home, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=bare(home, pulse, OPENAI_BASE_URL=cloud.base_url,
+                            QT_QPA_PLATFORM="offscreen"))
     try:
         cloud.wait_for(lambda: window.poll() is not None or (
             cloud.connections and cloud.connections[0].of_type("session.update")), 180)
         assert window.poll() is None, window.communicate()[1]
         pulse.wait_for_mic_listener()
         pulse.play_into_mic(question)
-        _, err = window.communicate(timeout=120)
+        out, err = window.communicate(timeout=120)
     finally:
         if window.poll() is None:
             window.kill()
     assert window.returncode == 0, err
+    assert "Key stored in your system keyring" in out
+    assert cloud.connections[0].headers["Authorization"] == "Bearer sk-test-from-the-keyring"
     assert shot.stat().st_size > 0
     with sqlite3.connect(home / ".local" / "share" / "parley" / "parley.db") as db:
         turns = db.execute("SELECT role FROM turns ORDER BY id").fetchall()
     assert turns == [("user",), ("assistant",)]
 
 
-def test_the_bundles_keyring_says_where_a_key_can_go_without_a_system_keyring(
+def test_without_a_system_keyring_the_bundle_says_where_a_key_can_go(
         parley: Path, home: Path) -> None:
-    """No Secret Service on this bare session: the bundled keyring finds no backend, and
-    the user is told to use OPENAI_API_KEY instead."""
+    """No D-Bus session, so no Secret Service: the user is told to use OPENAI_API_KEY."""
     result = subprocess.run([parley, "cloud", "set-key"], input="sk-typed\n", env=bare(home),
                             cwd=home, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr
