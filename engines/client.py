@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import queue
+import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -56,6 +57,7 @@ class EngineClient:
         self._pending: dict[int, asyncio.Queue[Reply | Failure | WorkerError]] = {}
         self._loads: dict[Kind, Load] = {}
         self._process: Any = None
+        self._reader = threading.Thread()
         self._requests: mp.Queue[Request] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: asyncio.Future[int] | None = None
@@ -73,9 +75,10 @@ class EngineClient:
         self._ready = self._loop.create_future()
         self._process = ctx.Process(target=worker.main, args=(self._requests, events),
                                     name="parley-engines", daemon=True)
-        await asyncio.to_thread(self._process.start)  # spawning took the window's loop ~40 ms
-        threading.Thread(target=self._read, args=(self._process, events),
-                         name="parley-engine-events", daemon=True).start()
+        await asyncio.to_thread(_spawn, self._process)  # spawning took the loop ~40 ms
+        self._reader = threading.Thread(target=self._read, args=(self._process, events),
+                                        name="parley-engine-events", daemon=True)
+        self._reader.start()
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), _START_TIMEOUT_S)
         except TimeoutError as err:
@@ -99,6 +102,9 @@ class EngineClient:
         if self._process.is_alive():
             self._process.kill()
         self._process = None
+        # The reader ends within a poll of the worker's death; joined, it no longer holds
+        # this client (and through its callbacks the whole session) while Python exits.
+        await asyncio.to_thread(self._reader.join, 1.0)
         self._abandon_queue()
 
     def _abandon_queue(self) -> None:
@@ -161,6 +167,10 @@ class EngineClient:
 
     async def synthesize(self, text: str, turn: int, generation: int
                          ) -> AsyncIterator[AudioChunk]:
+        """No audio at all when no voice was ever loaded (a first run went on without one):
+        the replies are then text only, which the front end says once, not every turn."""
+        if "tts" not in self._loads:
+            return
         await self._ensure_running()
         async for value in self._stream(Synthesize(next(self._ids), turn, generation, text)):
             if isinstance(value, AudioChunk):
@@ -242,3 +252,17 @@ class EngineClient:
         inbox = self._pending.get(event.id)
         if inbox is not None:
             inbox.put_nowait(event)
+
+
+def _spawn(process: Any) -> None:
+    """Start the worker with SIGINT blocked: a Ctrl+C in the terminal goes to the whole
+    process group, and the worker must leave it to the parent, which shuts it down in order.
+    The worker ignores SIGINT for good before it unblocks it (`worker.main`)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: Ctrl+C reaches the parent only
+        process.start()
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

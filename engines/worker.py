@@ -13,7 +13,10 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import queue
+import signal
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Iterator
 from typing import Any
@@ -40,6 +43,7 @@ from engines.protocols import Engine, LLMEngine, STTEngine, TTSEngine
 from engines.registry import Registry
 
 _NICENESS = 5
+_SHUTDOWN_GRACE_S = 1.0
 
 
 class _Stage(threading.Thread):
@@ -156,6 +160,7 @@ class _Worker:
         while True:
             req = self.requests.get()
             if isinstance(req, Shutdown):
+                self.floor = sys.maxsize  # every stream in flight stops at its next piece
                 break
             if isinstance(req, Cancel):
                 self.floor = max(self.floor, req.generation)
@@ -163,8 +168,11 @@ class _Worker:
                 self.stages[stage_of(req)].inbox.put(req)
         for stage in self.stages.values():
             stage.inbox.put(None)
+        # A stage inside one long native call (llama.cpp reading a long prompt) cannot see
+        # the floor: it is left behind after a second, as the user asked Parley to stop.
+        deadline = time.monotonic() + _SHUTDOWN_GRACE_S
         for stage in self.stages.values():
-            stage.join(timeout=5)
+            stage.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _exit_with(parent: Any) -> None:
@@ -176,6 +184,10 @@ def _exit_with(parent: Any) -> None:
 def main(requests: mp.Queue[Request], events: mp.Queue[Event]) -> None:
     """Entry point of the spawned process."""
     from engines.builtin import default_registry
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us (client._spawn)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     # The window must win the CPU whenever it wants it (a 2-core machine has no spare):
     # inference runs a little behind it.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 from contextlib import ExitStack
 
 from app.conversation.events import AgentEvent, Announcement, AssistantDelta, AssistantDone
@@ -23,6 +25,22 @@ def _print_event(event: AgentEvent) -> None:
         print(f"parley: {event.text}", flush=True)
 
 
+def _typed_lines() -> asyncio.Queue[str]:
+    """Lines typed at the terminal ("" at the end), read on a daemon thread: a thread of
+    asyncio's pool would be joined on the way out, so Ctrl+C would wait for Enter."""
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: Parley is exiting
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+            loop.call_soon_threadsafe(lines.put_nowait, "")
+
+    threading.Thread(target=read, name="parley-typed-lines", daemon=True).start()
+    return lines
+
+
 async def chat(settings: Settings, speak: bool) -> None:
     with ExitStack() as stack:
         if speak:
@@ -34,7 +52,8 @@ async def chat(settings: Settings, speak: bool) -> None:
         session.agent.subscribe(_print_event)
         try:
             print("Type a message (empty line or Ctrl+D to quit).", flush=True)
-            while line := (await asyncio.to_thread(sys.stdin.readline)).strip():
+            typed = _typed_lines()
+            while line := (await typed.get()).strip():
                 print("parley: ", end="", flush=True)
                 await session.agent.say(line)
         finally:

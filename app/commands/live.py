@@ -11,7 +11,7 @@ from pathlib import Path
 from app.commands.report import local_metrics, print_turn, write_metrics
 from app.conversation.events import AgentEvent, TurnMetrics
 from app.conversation.outputs import SpeakerOutput
-from app.conversation.session import endpointer_factory, open_session
+from app.conversation.session import endpointer_factory, open_session, resolve_models
 from app.conversation.voice import VoiceLoop
 from app.settings import Settings
 from app.watchdog import Watchdog
@@ -21,6 +21,7 @@ from audio.playback import Playback
 
 async def run_live(settings: Settings, input_device: str | None, output_device: str | None,
                    max_turns: int | None, metrics_path: Path | None) -> list[TurnMetrics]:
+    resolve_models(settings)  # every missing model named at once, before the devices
     audio = settings.audio
     mic = pick_device(input_device or audio.input_device or None, "input")
     speaker = pick_device(output_device or audio.output_device or None, "output")

@@ -14,7 +14,12 @@ from pathlib import Path
 from app.commands.report import local_metrics, write_metrics
 from app.conversation.events import TurnMetrics
 from app.conversation.outputs import WavOutput
-from app.conversation.session import Session, endpointer_factory, open_session
+from app.conversation.session import (
+    Session,
+    endpointer_factory,
+    open_session,
+    resolve_models,
+)
 from app.settings import Settings
 from audio.endpointing import Utterance
 from audio.wav import WavWriter, iter_wav
@@ -24,6 +29,7 @@ async def talk(settings: Settings, input_path: Path, output_path: Path,
                metrics_path: Path | None) -> list[TurnMetrics]:
     blocks = iter_wav(input_path)
     first = next(blocks)  # surfaces a bad input file before any model loads
+    resolve_models(settings)  # every missing model named at once, not the VAD's alone
     endpointer = endpointer_factory(settings)()
     with WavWriter(output_path, 22050) as writer:
         session = await open_session(settings, WavOutput(writer))

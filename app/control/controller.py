@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
+from pathlib import Path
 from typing import Any
 
 from openai import AsyncOpenAI
@@ -35,6 +36,7 @@ from app.conversation.events import (
     StateChanged,
     TurnMetrics,
 )
+from app.conversation.missing import MissingModel
 from app.conversation.protocols import Conversation, Listener
 from app.conversation.session import Session, agent_settings, endpointer_factory, open_session
 from app.conversation.voice import ListenMode, VoiceLoop
@@ -150,10 +152,11 @@ class Controller:
             for callback in self._subscribers:
                 callback(event)
 
-    async def start(self) -> None:
+    async def start(self, without: Collection[Kind] = ()) -> None:
         """Load the models and open the devices. A missing device is reported, not fatal:
-        the conversation then works by typing."""
-        self.session = await open_session(self.settings, self.audio.output)
+        the conversation then works by typing. So is a missing model of a kind in
+        `without` (the user went on without it): what works without it does."""
+        self.session = await open_session(self.settings, self.audio.output, without)
         reminders = self.session.toolbox.reminders
         self._announce_locally, reminders.announce = reminders.announce, self._announce
         self._models.session = self.session
@@ -167,6 +170,7 @@ class Controller:
         else:
             self.new_conversation()
         self._models.publish_loaded()
+        self._models.publish_missing()
         if self.session.notice is not None:
             self.publish(ErrorOccurred(self.session.notice.message, self.session.notice.hint))
         audio = self.settings.audio
@@ -189,6 +193,9 @@ class Controller:
     # -- talking (to whichever mode is active) -----------------------------------------------
     async def send_text(self, text: str) -> TurnMetrics | None:
         if not text.strip() or self.conversation is None:
+            return None
+        if self.cloud is None and (refusal := self._models.unanswered()) is not None:
+            self.publish(refusal)
             return None
         return await self.conversation.say(text)
 
@@ -327,7 +334,8 @@ class Controller:
     def _start_listening(self) -> None:
         """The microphone feeds the active conversation. A fresh listener each time, so no
         stale audio or half-cut turn carries over from the other mode."""
-        if self.audio.mic is None or self._endpointers is None:
+        if self.audio.mic is None or self._endpointers is None or (
+                self.cloud is None and not self._models.can_hear()):
             return
         self.listener = self._listener(self._endpointers)
         self.listener.feed.muted = self._muted
@@ -371,6 +379,8 @@ class Controller:
         switched = await self._models.switch(kind, spec)
         if switched and kind == "vad" and self.session is not None:
             self._new_endpointers()
+        if switched and self.audio.mic is not None and self.listener is None:
+            self._start_listening()  # a model that was missing: speech input may work now
         return switched
 
     def missing_models(self) -> list[Kind]:
@@ -379,6 +389,13 @@ class Controller:
     async def pull_model(self, name: str, progress: Progress,
                          cancel: threading.Event) -> bool:
         return await self._models.pull(name, progress, cancel)
+
+    def models_to_offer(self) -> list[MissingModel]:
+        return self._models.to_offer()
+
+    async def import_models(self, archive: Path, progress: Progress,
+                            cancel: threading.Event) -> list[str] | None:
+        return await self._models.import_archive(archive, progress, cancel)
 
     # -- settings ----------------------------------------------------------------------------
     async def update_settings(self, changes: Changes) -> None:
@@ -390,7 +407,7 @@ class Controller:
             self.conversations.set_persona(self.agent.history, self.settings.llm.system_prompt)
         again = reloads(changes)
         for kind in _ENGINES:
-            if kind in again:
+            if kind in again and kind in self.active_models():
                 await self.switch_model(kind, self.settings.model(kind))
         if "vad" in again:
             self._new_endpointers()

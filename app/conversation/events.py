@@ -83,6 +83,14 @@ class ModelFailed:
 
 
 @dataclass(frozen=True)
+class ModelsMissing:
+    """The kinds running without a model, and what that turns off (empty: none missing)."""
+
+    kinds: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class ProcessUsage:
     """CPU (% of one core) and resident memory (MB) of the window and the engine worker."""
 
@@ -179,8 +187,9 @@ class Announcement:
 
 AgentEvent = (StateChanged | UserSaid | AssistantDelta | AssistantDone | TurnMetrics
               | ErrorOccurred | MicLevel | ModelLoading | ModelChanged | ModelFailed
-              | ProcessUsage | ConversationOpened | Interrupted | InterruptionIgnored
-              | RateLimitsUpdated | ModeChanged | ToolCalled | ToolFinished | Announcement)
+              | ModelsMissing | ProcessUsage | ConversationOpened | Interrupted
+              | InterruptionIgnored | RateLimitsUpdated | ModeChanged | ToolCalled
+              | ToolFinished | Announcement)
 
 
 class EventBus:

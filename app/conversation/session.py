@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from app.conversation.agent import Agent, AgentSettings, AudioOutput
 from app.conversation.context import Here
 from app.conversation.events import AgentEvent, ErrorOccurred
+from app.conversation.missing import missing_error
 from app.settings import Settings
 from app.tools import Toolbox, default_tools
 from audio.bargein import Endpointers
 from engines.builtin import default_registry
 from engines.client import EngineClient
-from engines.errors import ParleyError
+from engines.errors import ModelError, ParleyError
 from engines.model_ref import KINDS, Kind, ModelRef
 from engines.models import for_this_machine, load_catalog, resolve
 from engines.protocols import VADEngine
@@ -36,9 +38,20 @@ def resolve_model(settings: Settings, kind: Kind) -> ModelRef:
     return resolve(settings.model(kind), kind)
 
 
-def resolve_models(settings: Settings) -> dict[Kind, ModelRef]:
-    """Fails fast, before any process starts, when a model is missing."""
-    return {kind: resolve_model(settings, kind) for kind in KINDS}
+def resolve_models(settings: Settings, without: Collection[Kind] = ()) -> dict[Kind, ModelRef]:
+    """Fails fast, before any process starts, naming every model that is missing; the
+    kinds in `without` may be missing (they are left out)."""
+    models: dict[Kind, ModelRef] = {}
+    errors: dict[Kind, ModelError] = {}
+    for kind in KINDS:
+        try:
+            models[kind] = resolve_model(settings, kind)
+        except ModelError as err:
+            if kind not in without:
+                errors[kind] = err
+    if errors:
+        raise missing_error(settings, errors)
+    return models
 
 
 def make_vad(ref: ModelRef, settings: Settings) -> VADEngine:
@@ -73,6 +86,7 @@ class Session:
     agent: Agent
     engines: EngineClient
     models: dict[Kind, ModelRef]
+    """The loaded models: a kind the session started without has none."""
     toolbox: Toolbox
     """The tools the agent offers the model; owns the reminders that announce themselves."""
     announcing: set[asyncio.Task[None]]
@@ -115,14 +129,21 @@ async def load_llm(engines: EngineClient, ref: ModelRef, settings: Settings
             f"CPU (llama.cpp), more slowly. Why: {err.message}", err.hint)
 
 
-async def open_session(settings: Settings, output: AudioOutput) -> Session:
-    models = resolve_models(settings)
+async def open_session(settings: Settings, output: AudioOutput,
+                       without: Collection[Kind] = ()) -> Session:
+    """`without`: kinds whose model may be missing (the window's first run, where the user
+    chose to go on without them); the session then runs with the others."""
+    models = resolve_models(settings, without)
     engines = EngineClient()
     await engines.start()
+    notice = None
     try:
-        await engines.load(models["stt"], settings.engine_options("stt"))
-        models["llm"], notice = await load_llm(engines, models["llm"], settings)
-        await engines.load(models["tts"], settings.engine_options("tts"))
+        if "stt" in models:
+            await engines.load(models["stt"], settings.engine_options("stt"))
+        if "llm" in models:
+            models["llm"], notice = await load_llm(engines, models["llm"], settings)
+        if "tts" in models:
+            await engines.load(models["tts"], settings.engine_options("tts"))
     except BaseException:
         await engines.close()
         raise

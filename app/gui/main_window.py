@@ -40,6 +40,7 @@ from app.conversation.events import (
     ModelChanged,
     ModelFailed,
     ModelLoading,
+    ModelsMissing,
     StateChanged,
     ToolCalled,
     ToolFinished,
@@ -51,12 +52,14 @@ from app.gui.cloud_dialog import CloudDialog, has_key
 from app.gui.conversation_view import ConversationView
 from app.gui.conversations_panel import ConversationsPanel
 from app.gui.devices_dialog import DevicesDialog
+from app.gui.first_run import FirstRunDialog, MissingNotice
 from app.gui.fit import fit_to_screen, scrolling
 from app.gui.metrics_panel import MetricsPanel
 from app.gui.models_dialog import ModelsDialog
 from app.gui.settings_dialog import SettingsDialog
 from app.gui.theme import apply_theme
 from engines.errors import ParleyError
+from engines.model_ref import Kind
 
 _STATE_WORDS = {
     "listening": "Listening", "hearing": "Hearing you…", "transcribing": "Understanding…",
@@ -81,10 +84,12 @@ class MainWindow(QMainWindow):
         self.models_dialog: ModelsDialog | None = None
         self.devices_dialog: DevicesDialog | None = None
         self.cloud_dialog: CloudDialog | None = None
+        self.first_run: FirstRunDialog | None = None
         self._retry: asyncio.Future[bool] | None = None
         """While a failed start waits for the user to fix the models: True = try again."""
 
         self.conversation = ConversationView()
+        self.missing = MissingNotice(self.show_models)
         self.state_badge = QLabel("Starting…")
         self.state_badge.setObjectName("stateBadge")
         self.state_badge.setAccessibleName("Agent state")
@@ -137,6 +142,7 @@ class MainWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.addLayout(top)
+        layout.addWidget(self.missing)
         layout.addWidget(self.conversation, 1)
         layout.addLayout(bottom)
         self.setCentralWidget(central)
@@ -193,7 +199,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         action(file, "&Quit", self.close, "Ctrl+Q")
         tools = self.menuBar().addMenu("&Tools")
-        action(tools, "&Models…", self.show_models, "Ctrl+Shift+M")
+        action(tools, "&Models…", lambda _=False: self.show_models(), "Ctrl+Shift+M")
         action(tools, "Audio &devices…", self.show_devices, "Ctrl+Shift+D")
         action(tools, "&Settings…", self.show_settings, "Ctrl+,")
         tools.addSeparator()
@@ -235,25 +241,30 @@ class MainWindow(QMainWindow):
         self.mute.setText("Un&mute" if muted else "&Mute")
 
     async def start(self) -> bool:
-        """Start the conversation. While a model is missing or broken the window stays:
-        it says what is wrong, opens the model switcher on that kind, and tries again once
-        the user has downloaded or chosen a model (or closed the switcher). False if the
-        user closed the window instead."""
+        """Start the conversation. Chosen catalog models that are not installed are offered
+        first (`FirstRunDialog`); the engines then start without any still missing. While
+        another model is missing or broken the window stays: it says what is wrong, opens
+        the model switcher on that kind, and tries again once the user has downloaded or
+        chosen a model (or closed the switcher). False if the user closed the window."""
+        if offer := self.controller.models_to_offer():
+            self._retry = asyncio.get_running_loop().create_future()
+            self.first_run = FirstRunDialog(self.controller, offer, self)
+            self.first_run.finished.connect(lambda _: self._try_start_again())
+            self.first_run.open()
+            if not await self._retry:
+                return False
         while True:
             try:
-                await self.controller.start()
+                await self.controller.start(
+                    without=[m.kind for m in self.controller.models_to_offer()])
                 return True
             except ParleyError as err:
                 self._show_error(err.message, err.hint or
                                  "Download or choose a model in the window that opened.")
                 self.state_badge.setText("Not started")
                 self._retry = asyncio.get_running_loop().create_future()
-                self.show_models()
-                assert self.models_dialog is not None
                 missing = self.controller.missing_models()
-                if missing:
-                    self.models_dialog.select(missing[0],
-                                              self.controller.settings.model(missing[0]))
+                self.show_models(missing[0] if missing else None)
                 if not await self._retry:
                     return False
 
@@ -261,13 +272,16 @@ class MainWindow(QMainWindow):
         if self._retry is not None and not self._retry.done():
             self._retry.set_result(go_on)
 
-    def show_models(self) -> None:
+    def show_models(self, kind: Kind | None = None) -> None:
+        """The model switcher, on `kind`'s tab with its chosen model selected if given."""
         if self.models_dialog is None:
             self.models_dialog = ModelsDialog(self.controller, self)
             self.models_dialog.models_changed.connect(self._try_start_again)
             self.models_dialog.finished.connect(lambda _: self._try_start_again())
         self.models_dialog.show()
         self.models_dialog.raise_()
+        if kind is not None:
+            self.models_dialog.select(kind, self.controller.settings.model(kind))
 
     def show_devices(self) -> None:
         if self.devices_dialog is None:
@@ -367,6 +381,8 @@ class MainWindow(QMainWindow):
         elif isinstance(event, ModelFailed):
             self._show_error(f"{event.message} The previous {event.kind.upper()} model is "
                              "still in use.", event.hint)
+        elif isinstance(event, ModelsMissing):
+            self.missing.show_missing(event)
         elif isinstance(event, ConversationOpened):
             self._show_conversation(event.id)
         elif isinstance(event, ModeChanged):

@@ -41,6 +41,7 @@ from app.conversation.events import (
     ModelFailed,
     ModelLoading,
 )
+from app.conversation.missing import human_size
 from engines.model_ref import KINDS, Kind
 
 TITLES: dict[Kind, str] = {"stt": "Speech to text", "llm": "Language model", "tts": "Voice",
@@ -54,20 +55,10 @@ _LOCAL_FILTERS: dict[Kind, str] = {
 """What "Add local file…" offers per kind; STT models are folders (faster-whisper)."""
 
 
-def human_size(size: int | None) -> str:
-    """Decimal units, as disks and download pages count them."""
-    if size is None:
-        return "—"
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if size >= scale:
-            digits = 1 if size < 10 * scale else 0
-            return f"{size / scale:.{digits}f} {unit}"
-    return f"{size} B"
-
-
 @dataclass
 class _Download:
     name: str
+    kind: Kind
     cancel: threading.Event
     error: ErrorOccurred | None = None
 
@@ -200,7 +191,8 @@ class ModelsDialog(QDialog):
             items = []
             for row in self.rows[kind]:
                 item = QTreeWidgetItem([row.name + ("  (default)" if row.default else ""),
-                                        human_size(row.size), _status(row), row.license])
+                                        human_size(row.size) if row.size is not None else "—",
+                                        _status(row), row.license])
                 item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight
                                       | Qt.AlignmentFlag.AlignVCenter)
                 for column in range(len(_COLUMNS)):
@@ -267,7 +259,9 @@ class ModelsDialog(QDialog):
             self.refresh()
             if not future.cancelled() and future.exception() is None and future.result():
                 self.models_changed.emit()
-            self._select_row(kind, next(r.name for r in self.rows[kind] if r.active))
+            active = next((r.name for r in self.rows[kind] if r.active), None)
+            if active is not None:  # none when the engines run without a `kind` model
+                self._select_row(kind, active)
 
         return self._start(self.controller.switch_model(kind, spec), done)
 
@@ -276,7 +270,7 @@ class ModelsDialog(QDialog):
         row = self.selected_row()
         if row is None or row.installed or self.download is not None:
             return None
-        self.download = _Download(row.name, threading.Event())
+        self.download = _Download(row.name, self.current_kind(), threading.Event())
         self.progress.setRange(0, 0)
         self.progress_label.setText("Starting…")
         self.cancel_button.setEnabled(True)
@@ -312,6 +306,8 @@ class ModelsDialog(QDialog):
         if not future.cancelled() and future.exception() is None and future.result():
             self._say(f"{download.name} is downloaded. Select it and press Use to switch.")
             self.models_changed.emit()
+            if self.controller.started and download.kind not in self.controller.active_models():
+                self._switch(download.kind, download.name)  # the engines had none: use it
         elif download.cancel.is_set():
             self._say(f"The download of {download.name} was cancelled. Download it again "
                       "whenever you like.")
