@@ -1,9 +1,10 @@
 """Settings: defaults from resources/, the user's TOML on top, command-line flags on top of that.
 
-Read once into frozen dataclasses, one per TOML section, so a misspelt key or a value of
-the wrong kind is caught at start-up with the file named, not deep in an engine. A change
-(from the window) is a `Changes` mapping, section → key → value: `Settings.updated`
-checks it the same way and `reloads` says what has to start again for it to take effect.
+Read once into frozen dataclasses, one per TOML section. Each layer is checked against
+`app.settings_schema` as it is laid on, so a misspelt key or a wrong value is refused with
+the key, the value, what is allowed and where to fix it (this file, that flag), not deep in
+an engine. A change (from the window) is a `Changes` mapping, section → key → value:
+`Settings.updated` checks it the same way and `reloads` says what has to start again for it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import dataclasses
 import logging
 import os
 import tomllib
-import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from platformdirs import user_config_dir
 
 from app.cloud.settings import CloudSettings
+from app.settings_schema import SCHEMA, checked, shown
 from audio.bargein import DuplexSettings
 from engines.errors import ParleyError
 from engines.model_ref import KINDS, Kind
@@ -171,7 +172,7 @@ class Settings:
 
     def updated(self, changes: Changes) -> Settings:
         """These settings with `changes` applied, checked as the settings file is."""
-        return _build(_merge(_as_tables(self), changes))
+        return _build(_merge(_as_tables(self), changes, _FROM_WINDOW))
 
 
 def reloads(changes: Changes) -> set[Reload]:
@@ -206,13 +207,14 @@ def defaults() -> dict[str, dict[str, Any]]:
 
 
 def load_settings(overrides: Changes | None = None) -> Settings:
-    tables = defaults()
+    tables = _merge({}, defaults(), _FROM_DEFAULTS)
     path = user_config_path()
     if path.is_file():
-        tables = _merge(tables, _read(path))
+        tables = _merge(tables, _read(path),
+                        f"Fix it in {path}, or delete the line to use the default.")
     flags = {s: {k: v for k, v in values.items() if v is not None}
              for s, values in (overrides or {}).items()}
-    return _build(_merge(tables, flags))
+    return _build(_merge(tables, flags, _FROM_FLAGS))
 
 
 def save_user_settings(changes: Changes) -> None:
@@ -229,27 +231,55 @@ def save_user_settings(changes: Changes) -> None:
     tmp.replace(path)
 
 
-def _read(path: Path) -> dict[str, dict[str, Any]]:
+def _read(path: Path) -> dict[str, Any]:
+    """The file's tables, or why it cannot be read, with the line where TOML says."""
+    fix = "Fix or delete that file; Parley then uses its defaults."
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
+        data = path.read_bytes()
+        return tomllib.loads(data.decode("utf-8"))
+    except OSError as err:
+        raise ParleyError(f"The settings file {path} cannot be read: {err.strerror}.",
+                          "Check that it is a file you may read.") from None
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ParleyError(f"The settings file {path} is not UTF-8 text (byte "
+                          f"0x{data[err.start]:02x} on line {line}).",
+                          f"Save it as UTF-8, or fix that line. {fix}") from None
     except tomllib.TOMLDecodeError as err:
-        raise ParleyError(f"The settings file {path} is not valid TOML: {err}",
-                          "Fix or delete that file; Parley then uses its defaults.") from err
+        raise ParleyError(f"The settings file {path} is not valid TOML: {err}.", fix) from None
+    except RecursionError:
+        raise ParleyError(f"The settings file {path} is not valid TOML: its arrays or tables "
+                          "are nested too deeply.", fix) from None
 
 
 _SECTIONS = tuple(f.name for f in dataclasses.fields(Settings))
 _DERIVED = {"cloud": {"instructions", "language"}}
 """Fields filled from other sections, not settable in their own."""
+_FROM_DEFAULTS = (f"Parley's defaults ({RESOURCES / 'parley.toml'}, or this board's profile) "
+                  "should never do this: please report it.")
+_FROM_FLAGS = "Fix the command-line flag that sets it (`parley --help`)."
+_FROM_WINDOW = "Choose an allowed value and apply it again."
 
 
-def _merge(tables: dict[str, dict[str, Any]], layer: Changes) -> dict[str, dict[str, Any]]:
+def _merge(tables: dict[str, dict[str, Any]], layer: dict[str, Any], fix: str
+           ) -> dict[str, dict[str, Any]]:
+    """`layer` on top of `tables`, each of its keys and values checked; `fix` says where to
+    change a wrong one."""
     merged = {section: dict(values) for section, values in tables.items()}
     for section, values in layer.items():
-        if section not in merged or not isinstance(values, dict):
+        if section not in SCHEMA:
             raise ParleyError(f"Unknown settings section [{section}].",
-                              f"Known sections: {', '.join(sorted(merged))}.")
-        merged[section].update(values)
+                              f"Known sections: {', '.join(sorted(SCHEMA))}. {fix}")
+        if not isinstance(values, dict):
+            raise ParleyError(f"The settings section {section} = {shown(values)} is not allowed: "
+                              f"it must be a table, a [{section}] line with keys under it.", fix)
+        unknown = sorted(set(values) - set(SCHEMA[section]))
+        if unknown:
+            raise ParleyError(f"Unknown setting {unknown[0]!r} in [{section}].",
+                              f"Known settings of [{section}]: "
+                              f"{', '.join(sorted(SCHEMA[section]))}. {fix}")
+        merged.setdefault(section, {}).update(
+            {key: checked(section, key, value, fix) for key, value in values.items()})
     return merged
 
 
@@ -262,34 +292,9 @@ def _as_tables(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def _build(tables: dict[str, dict[str, Any]]) -> Settings:
+    """The checked tables as dataclasses, one per section."""
     derived = {"cloud": {"instructions": tables["llm"]["system_prompt"],
                          "language": tables["stt"]["language"]}}
     hints = typing.get_type_hints(Settings)
-    sections = {name: _section(name, hints[name], tables.get(name, {}), derived.get(name, {}))
-                for name in _SECTIONS}
-    return Settings(**sections)
-
-
-def _section(name: str, cls: type[Any], values: dict[str, Any], derived: dict[str, Any]
-             ) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)} - _DERIVED.get(name, set())
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ParleyError(f"Unknown setting {unknown[0]!r} in [{name}].",
-                          f"Known settings of [{name}]: {', '.join(sorted(known))}.")
-    checked = {key: _typed(name, key, hints[key], value) for key, value in values.items()}
-    return cls(**checked, **derived)
-
-
-def _typed(section: str, key: str, hint: Any, value: Any) -> Any:
-    """`value` as the field's type (TOML's 1 for a float, "aec" for an enum), or why not."""
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None and type(None) in kinds:
-        return None
-    kind = next(k for k in kinds if k is not type(None))
-    try:
-        return kind(value)
-    except (TypeError, ValueError) as err:
-        raise ParleyError(f"The setting [{section}] {key} = {value!r} is not valid ({err}).",
-                          "Fix it in your settings file (`parley config-path`).") from err
+    return Settings(**{name: hints[name](**tables.get(name, {}), **derived.get(name, {}))
+                       for name in _SECTIONS})

@@ -17,10 +17,14 @@ import soundfile as sf
 
 from audio.resample import StreamResampler, resample
 from engines.errors import AudioError
+from engines.models.store import special_kind
 from engines.protocols import Audio
 
 _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"caff")
 """File starts that mean "audio, but not a kind we can decode" rather than "not audio"."""
+
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
+"""Sample formats that can hold NaN or infinity; integer PCM cannot."""
 
 _FORMATS_HINT = "Use a WAV, FLAC or OGG file, e.g. convert it with `sox in.mp3 out.wav`."
 
@@ -30,8 +34,12 @@ def _open(path: str | Path) -> sf.SoundFile:
     p = Path(path)
     if not p.exists():
         raise AudioError(f"The audio file {p} does not exist.", "Check the path and spelling.")
-    if not p.is_file():
+    if p.is_dir():
         raise AudioError(f"{p} is a folder, not an audio file.", "Give the path of a file.")
+    special = special_kind(p)
+    if special is not None:
+        raise AudioError(f"{p} is {special}, not an audio file.",
+                         "Give the path of a recording (a WAV, FLAC or OGG file).")
     try:
         f = sf.SoundFile(p)
     except sf.LibsndfileError as e:
@@ -43,7 +51,30 @@ def _open(path: str | Path) -> sf.SoundFile:
         f.close()
         raise AudioError(f"The audio file {p} contains no sound (zero samples).",
                          "Record or export it again.")
+    if f.subtype in _FLOAT_SUBTYPES:
+        _check_finite(f, p)
     return f
+
+
+def _check_finite(f: sf.SoundFile, p: Path) -> None:
+    """Refuse float samples that are NaN or infinite, before any block is handed on.
+
+    No recorder writes them, so the file is damaged; zeroing them would answer audio the
+    user never recorded, and passed on they poison the VAD and resampler (numpy warnings,
+    no turns). The whole file is scanned now, in blocks, so a bad file fails at the call.
+    """
+    start = 0
+    for block in f.blocks(blocksize=1 << 16, dtype="float32", always_2d=True):
+        bad = np.flatnonzero(~np.isfinite(block).all(axis=1))
+        if bad.size:
+            f.close()
+            raise AudioError(
+                f"The audio file {p} is damaged: it holds samples that are not a number or "
+                f"infinite (the first at {(start + bad[0]) / f.samplerate:.2f} s).",
+                "Record or export it again; a float WAV holds numbers between -1 and 1.",
+            )
+        start += len(block)
+    f.seek(0)
 
 
 def _unreadable(p: Path, detail: str) -> AudioError:

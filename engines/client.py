@@ -15,6 +15,7 @@ import multiprocessing as mp
 import queue
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -47,6 +48,8 @@ from engines.protocols import (
 )
 
 _START_TIMEOUT_S = 60.0
+_CRASH_LOOP_S = 60.0
+_CRASH_LOOP_RESTARTS = 3
 
 
 class EngineClient:
@@ -63,6 +66,10 @@ class EngineClient:
         self._ready: asyncio.Future[int] | None = None
         self.stats: dict[Kind, EngineStats] = {}
         self.restarts = 0
+        self._restarted_at: list[float] = []
+        self.hung_after_s = {"load": 600.0, "work": 180.0}
+        """How long a request may go without news before its engine counts as hung (a big
+        model from a slow disk; a long prompt on a slow board's first token)."""
         self.on_restart: Callable[[WorkerError], None] | None = None
         """Told when a dead worker was replaced, so the user hears about it."""
 
@@ -119,9 +126,19 @@ class EngineClient:
         await self._ensure_running()
 
     async def _ensure_running(self) -> None:
-        """Restart a dead worker and reload what it had, so the conversation goes on."""
+        """Restart a dead worker and reload what it had, so the conversation goes on; but
+        not a fourth time within a minute: a worker that keeps dying needs the user."""
         if self.alive:
             return
+        now = time.monotonic()
+        recent = [t for t in self._restarted_at if now - t < _CRASH_LOOP_S]
+        if len(recent) >= _CRASH_LOOP_RESTARTS:
+            raise WorkerError(
+                f"The engine worker stopped {len(recent) + 1} times within a minute, so "
+                "Parley has stopped restarting it.",
+                "Run `parley selftest` to see which engine fails, or choose smaller models; "
+                "Parley tries again in a minute, or when restarted.")
+        self._restarted_at = [*recent, now]
         self.restarts += 1
         exitcode = self._process.exitcode if self._process is not None else None
         self._abandon_queue()
@@ -193,8 +210,18 @@ class EngineClient:
         kind = stage_of(req)
         try:
             self._requests.put(req)
+            limit = self.hung_after_s["load" if isinstance(req, Load) else "work"]
             while True:
-                item = await inbox.get()
+                try:
+                    item = await asyncio.wait_for(inbox.get(), limit)
+                except TimeoutError:
+                    self._process.kill()  # hung: the next request starts a new worker
+                    await asyncio.to_thread(self._process.join, 5)
+                    raise WorkerError(
+                        f"The {kind.upper()} engine did not answer for {limit:g} s, so its "
+                        "worker was stopped.",
+                        "Parley starts it again with its models; if this happens again, "
+                        "choose a smaller model or run `parley selftest`.") from None
                 if isinstance(item, WorkerError):
                     raise item
                 if isinstance(item, Failure):

@@ -22,6 +22,7 @@ from engines.llama_logs import route_llama_logs
 from engines.llama_shift import cut_dropped
 from engines.llama_side import SideContext
 from engines.model_ref import ModelRef
+from engines.models import reinstall_hint
 from engines.prompt_cache import PromptCache
 from engines.protocols import ChatMessage, EngineStats, Token, ToolCall, ToolSpec
 from engines.tool_calls import (
@@ -98,7 +99,7 @@ class LlamaLLM:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         path = self._ref.path
-        hint = f"Delete it and download it again with `parley models pull {self._ref.name}`."
+        hint = reinstall_hint(self._ref)
         if not path.is_file():
             raise ModelError(f"The LLM model file for '{self._ref.name}' is missing: {path}", hint)
         with path.open("rb") as file:

@@ -15,6 +15,7 @@ import numpy as np
 
 from engines.errors import ModelError
 from engines.model_ref import ModelRef
+from engines.models import reinstall_hint
 from engines.protocols import Audio, EngineStats, Transcript
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class WhisperSTT:
         if self._model is not None:
             return
         folder = self._ref.path
-        hint = f"Run `parley models pull {self._ref.name}` to download it again."
+        hint = reinstall_hint(self._ref)
         if not folder.is_dir():
             raise ModelError(
                 f"The Whisper model folder for '{self._ref.name}' is missing: {folder}", hint

@@ -16,6 +16,7 @@ import numpy as np
 
 from engines.errors import ModelError, ParleyError
 from engines.model_ref import ModelRef
+from engines.models import reinstall_hint
 from engines.protocols import AudioChunk, EngineStats
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class PiperTTS:
 
     def _read_config(self) -> dict[str, Any]:
         config_path = self._ref.path.with_name(self._ref.path.name + ".json")
-        hint = f"Run `parley models pull {self._ref.name}` to download the voice again."
+        hint = reinstall_hint(self._ref)
         if not config_path.is_file():
             raise ModelError(
                 f"The Piper voice '{self._ref.name}' has no config file: {config_path} "
@@ -104,7 +105,7 @@ class PiperTTS:
         from piper import PiperConfig, PiperVoice, SynthesisConfig
 
         path = self._ref.path
-        hint = f"Delete it and run `parley models pull {self._ref.name}`."
+        hint = reinstall_hint(self._ref)
         if not path.is_file():
             raise ModelError(f"The Piper voice '{self._ref.name}' is missing: {path}", hint)
         try:

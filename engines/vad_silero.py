@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from engines.errors import ModelError
 from engines.model_ref import ModelRef
+from engines.models import reinstall_hint
 from engines.protocols import Audio, EngineStats
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class SileroVAD:
         if not path.is_file():
             raise ModelError(
                 f"The Silero VAD model '{self._ref.name}' is missing: {path}",
-                f"Run `parley models pull {self._ref.name}`, or choose the webrtcvad VAD.",
+                f"{reinstall_hint(self._ref)} Or choose the webrtcvad VAD.",
             )
         start = time.perf_counter()
         options = onnxruntime.SessionOptions()
@@ -72,7 +73,7 @@ class SileroVAD:
             raise ModelError(
                 f"The Silero VAD model '{self._ref.name}' could not be loaded; the file is "
                 f"corrupt or truncated: {path}",
-                f"Delete it and run `parley models pull {self._ref.name}`.",
+                reinstall_hint(self._ref),
             ) from exc
         names = {i.name for i in session.get_inputs()}
         if names != {"input", "state", "sr"}:

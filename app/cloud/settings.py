@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engines.errors import ParleyError
-
 RATE = 24000
 """The only PCM rate the Realtime API speaks, both ways."""
 
@@ -35,11 +33,6 @@ class CloudSettings:
     """The persona: [llm] system_prompt."""
     language: str
     """The spoken language: [stt] language."""
-
-    def __post_init__(self) -> None:
-        if self.turn_detection not in TURN_DETECTION:
-            raise ParleyError(f"Unknown [cloud] turn_detection {self.turn_detection!r}.",
-                              f"Use one of: {', '.join(TURN_DETECTION)}.")
 
     @property
     def server_interrupts(self) -> bool:

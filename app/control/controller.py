@@ -156,7 +156,7 @@ class Controller:
         """Load the models and open the devices. A missing device is reported, not fatal:
         the conversation then works by typing. So is a missing model of a kind in
         `without` (the user went on without it): what works without it does."""
-        self.session = await open_session(self.settings, self.audio.output, without)
+        session = self.session = await open_session(self.settings, self.audio.output, without)
         reminders = self.session.toolbox.reminders
         self._announce_locally, reminders.announce = reminders.announce, self._announce
         self._models.session = self.session
@@ -164,11 +164,16 @@ class Controller:
         for callback in self._subscribers:
             self.agent.subscribe(callback)
         self.agent.subscribe(self.conversations.remember)
-        latest = self.conversations.latest()
-        if latest is not None:
-            self.open_conversation(latest)
-        else:
-            self.new_conversation()
+        try:
+            latest = self.conversations.latest()
+            if latest is not None:
+                self.open_conversation(latest)
+            else:
+                self.new_conversation()
+        except BaseException:  # e.g. an unusable history: a retry must not add a worker
+            self.session = self._models.session = self.conversation = None
+            await session.close()
+            raise
         self._models.publish_loaded()
         self._models.publish_missing()
         if self.session.notice is not None:
@@ -176,6 +181,7 @@ class Controller:
         audio = self.settings.audio
         await self.set_devices(audio.input_device or None, audio.output_device or None,
                                remember=False)
+        self.storage.on_notice(lambda err: self.publish(ErrorOccurred(err.message, err.hint)))
         engines = self.session.engines
         self._tasks.append(asyncio.create_task(sample_usage(self.publish, lambda: engines.pid)))
 

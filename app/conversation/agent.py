@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
@@ -40,12 +39,12 @@ from app.conversation.metrics import (
     TTS_MS,
     turn_times,
 )
+from app.conversation.outputs import AudioOutput
 from app.conversation.sentences import SentenceSplitter
 from app.conversation.spoken import Spoken
 from app.conversation.tooluse import ROUNDS, ToolUse
 from app.tools import ToolRegistry
 from audio.bargein import DuplexSettings
-from audio.echo import FarEnd
 from engines.client import EngineClient
 from engines.errors import ParleyError, WorkerError
 from engines.protocols import Audio, ChatMessage, ToolCall, ToolSpec, Transcript
@@ -53,31 +52,6 @@ from engines.protocols import Audio, ChatMessage, ToolCall, ToolSpec, Transcript
 log = logging.getLogger(__name__)
 
 SAY_AGAIN = "Sorry, I didn't catch that. Could you say it again?"
-
-
-class AudioOutput(Protocol):
-    """Where the agent's voice goes: a speaker, or a WAV file."""
-
-    def write(self, samples: Audio, sample_rate: int) -> None: ...
-
-    async def drain(self) -> None:
-        """Return once everything written has been played (or stored)."""
-
-    def flush(self) -> None:
-        """Drop whatever has not been played yet (and end a pause)."""
-
-    def pause(self) -> None:
-        """Play silence but keep what is queued: the user may be interrupting."""
-
-    def resume(self) -> None:
-        """Carry on where `pause` stopped."""
-
-    def played_seconds(self) -> float:
-        """Running total of the seconds written that have gone out to the listener."""
-
-    @property
-    def far_end(self) -> FarEnd | None:
-        """What went out into the room, for echo cancellation; None when nothing does."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +275,23 @@ class Agent(EventBus):
         if self.here is not None:
             self.history.append(note or ChatMessage("system", self.here.note()))
         self.history.append(ChatMessage("user", user_text))
+        try:
+            try:
+                return await self._reply_to(turn, generation, user_text, ended_at, metrics,
+                                            unsure)
+            except WorkerError:  # the worker died mid-reply; the client starts a new one
+                self.output.flush()
+                self._turns += 1  # the answer, again, in a turn of its own
+                return await self._reply_to(self._turns, generation, user_text, ended_at,
+                                            metrics, unsure)
+        except ParleyError as err:
+            self._fail(err)
+            return None
+
+    async def _reply_to(self, turn: int, generation: int, user_text: str, ended_at: float,
+                        metrics: dict[str, float], unsure: bool) -> TurnMetrics:
+        """Think and speak one reply. On a failure what the user heard of it is kept,
+        unless the worker died: then the reply is given again, from the start."""
         self.set_state(State.THINKING)
         asked = self.clock()
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
@@ -329,9 +320,12 @@ class Agent(EventBus):
             speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await speaker
-            self._keep_reply(current, " ".join(said))
-            self._fail(err)
-            return None
+            self._reply = None
+            if said and current.heard_text is None:  # ends the cut reply's line or bubble
+                self.publish(AssistantDone(turn, " ".join(said) + " …"))
+            if not isinstance(err, WorkerError):
+                self._keep_reply(current, " ".join(said))
+            raise
         reply = self._keep_reply(current, " ".join(said))
         if current.heard_text is None:
             self.publish(AssistantDone(turn, reply))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from audio.echo import FarEnd
 from audio.playback import Playback
@@ -11,6 +12,31 @@ from engines.protocols import Audio
 
 _GAP_SECONDS = 0.4
 """Silence written between replies so they stay distinct in an output file."""
+
+
+class AudioOutput(Protocol):
+    """Where the agent's voice goes: a speaker, or a WAV file."""
+
+    def write(self, samples: Audio, sample_rate: int) -> None: ...
+
+    async def drain(self) -> None:
+        """Return once everything written has been played (or stored)."""
+
+    def flush(self) -> None:
+        """Drop whatever has not been played yet (and end a pause)."""
+
+    def pause(self) -> None:
+        """Play silence but keep what is queued: the user may be interrupting."""
+
+    def resume(self) -> None:
+        """Carry on where `pause` stopped."""
+
+    def played_seconds(self) -> float:
+        """Running total of the seconds written that have gone out to the listener."""
+
+    @property
+    def far_end(self) -> FarEnd | None:
+        """What went out into the room, for echo cancellation; None when nothing does."""
 
 
 class SpeakerOutput:

@@ -12,10 +12,11 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from app.conversation.agent import Agent, AgentSettings, AudioOutput
+from app.conversation.agent import Agent, AgentSettings
 from app.conversation.context import Here
 from app.conversation.events import AgentEvent, ErrorOccurred
 from app.conversation.missing import missing_error
+from app.conversation.outputs import AudioOutput
 from app.settings import Settings
 from app.tools import Toolbox, default_tools
 from audio.bargein import Endpointers

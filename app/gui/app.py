@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -56,6 +57,16 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
             closed.set_result(None)
 
     app.aboutToQuit.connect(on_quit)
+    stopped_by: list[int] = []
+
+    def stop(signum: int) -> None:
+        """Ctrl+C in the terminal, or SIGTERM: close as the window's own close does."""
+        stopped_by.append(signum)
+        window.close()
+        app.quit()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
 
     watchdog = Watchdog()  # systemd's notify socket, when started by parley.service
 
@@ -96,4 +107,7 @@ def run_gui(settings: Settings, screenshot: Path | None = None,
             loop.run_until_complete(controller.close())
     finally:
         storage.close()
+    if stopped_by:
+        print("parley: stopped.", file=sys.stderr)
+        return 128 + stopped_by[0]
     return code

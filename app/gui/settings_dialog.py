@@ -31,21 +31,11 @@ from PySide6.QtWidgets import (
 )
 
 from app.control.controller import Controller
-from app.gui.theme import THEMES, apply_theme
+from app.gui.theme import apply_theme
 from app.settings import Changes, defaults
+from app.settings_schema import THEMES, WHISPER_LANGUAGES
 from engines.errors import ParleyError
 
-_WHISPER_LANGUAGES = (
-    "af", "am", "ar", "as", "az", "ba", "be", "bg", "bn", "bo", "br", "bs", "ca", "cs", "cy",
-    "da", "de", "el", "en", "es", "et", "eu", "fa", "fi", "fo", "fr", "gl", "gu", "ha", "haw",
-    "he", "hi", "hr", "ht", "hu", "hy", "id", "is", "it", "ja", "jw", "ka", "kk", "km", "kn",
-    "ko", "la", "lb", "ln", "lo", "lt", "lv", "mg", "mi", "mk", "ml", "mn", "mr", "ms", "mt",
-    "my", "ne", "nl", "nn", "no", "oc", "pa", "pl", "ps", "pt", "ro", "ru", "sa", "sd", "si",
-    "sk", "sl", "sn", "so", "sq", "sr", "su", "sv", "sw", "ta", "te", "tg", "th", "tk", "tl",
-    "tr", "tt", "uk", "ur", "uz", "vi", "yi", "yo", "zh", "yue",
-)
-"""The codes Whisper understands (its tokenizer's list; importing it would load CTranslate2
-into the window's process)."""
 _LOCALE_CODES = {"jw": "jv"}
 """Whisper spells Javanese the old way."""
 _SENSITIVITY = [
@@ -175,7 +165,7 @@ class SettingsDialog(QDialog):
         self.min_speech = self._spin(60, 1000, 20, " ms")
         self.language = QComboBox()
         self.language.addItem("Detect automatically", "auto")
-        for name, code in sorted((language_name(c), c) for c in _WHISPER_LANGUAGES):
+        for name, code in sorted((language_name(c), c) for c in WHISPER_LANGUAGES):
             self.language.addItem(name, code)
         return self._page([
             ("Se&nsitivity:", self.sensitivity,

@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QApplication
 
 from app.settings import RESOURCES
 
-THEMES = ("system", "light", "dark")
 _STYLES = RESOURCES / "styles"
 _THEME_PROPERTY = "parleyTheme"
 _FOLLOWING_PROPERTY = "parleyFollowsSystem"

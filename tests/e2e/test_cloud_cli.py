@@ -75,6 +75,7 @@ def test_a_spoken_question_is_answered_aloud_by_the_cloud(
         if agent.poll() is None:
             agent.kill()
     assert agent.returncode == 0, err
+    assert "Traceback" not in err and "never awaited" not in err, err
 
     session = server.connections[0]
     # the key went in the handshake, the persona and voice in the session

@@ -96,6 +96,9 @@ def test_a_truncated_gguf_is_reported_as_corrupt(tmp_path: Path,
     assert "Traceback" not in result.stderr
     assert "broken.gguf" in result.stderr
     assert any(w in result.stderr.lower() for w in ("corrupt", "truncated"))
+    # the hint names the catalog's model, not the file's stem, which is no catalog name
+    assert "parley models pull broken" not in result.stderr
+    assert f"`parley models pull {default_models['llm'].name}`" in result.stderr  # type: ignore[attr-defined]
 
 
 def test_a_ten_minute_recording_is_answered_in_bounded_memory(tmp_path: Path) -> None:

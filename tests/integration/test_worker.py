@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -14,11 +16,11 @@ import pytest
 
 from app.conversation.agent import SAY_AGAIN, Agent, AgentSettings
 from app.conversation.context import Here
-from app.conversation.events import AgentEvent, ErrorOccurred
+from app.conversation.events import AgentEvent, AssistantDelta, AssistantDone, ErrorOccurred
 from app.conversation.outputs import SilentOutput
 from app.tools import default_tools
 from engines.client import EngineClient
-from engines.errors import ParleyError
+from engines.errors import ParleyError, WorkerError
 from engines.model_ref import ModelRef
 from engines.protocols import ChatMessage
 from tests.speech import espeak
@@ -125,6 +127,70 @@ def test_a_crashed_worker_is_reported_and_the_conversation_goes_on(engines: Any)
     said = [m.content for m in agent.history if m.role == "user"]
     assert said[0] == "Hello!" and "sky" in said[-1].lower()
     assert sum(m.role == "assistant" for m in agent.history) == 2
+
+
+def test_a_worker_killed_mid_reply_is_replaced_and_the_question_answered_again(
+        engines: Any) -> None:
+    loop, client = engines
+    agent = Agent(client, SilentOutput(), AgentSettings("You are a helpful assistant."))
+    events: list[AgentEvent] = []
+
+    def kill_at_the_first_words(event: AgentEvent) -> None:
+        events.append(event)
+        if isinstance(event, AssistantDelta) and client.restarts == 0 and client.alive:
+            client._process.kill()  # as an out-of-memory kill, while the reply streams
+
+    agent.subscribe(kill_at_the_first_words)
+    answer = loop.run_until_complete(agent.say("Tell me a long story about a brave dragon."))
+
+    assert client.restarts == 1
+    assert answer is not None and answer.assistant_text  # answered, in full, by the new worker
+    cut = next(e for e in events if isinstance(e, AssistantDone))
+    assert cut.turn < answer.turn and cut.text.endswith("…")  # the cut reply's line ends
+    assert any(isinstance(e, ErrorOccurred) and "stopped unexpectedly" in e.message
+               for e in events)
+    # the history holds the question once and only the full answer
+    assert [m.role for m in agent.history[-2:]] == ["user", "assistant"]
+    assert sum(m.role == "user" for m in agent.history) == 1
+    assert agent.history[-1].content == answer.assistant_text
+
+
+def test_a_hung_engine_is_timed_out_and_its_worker_replaced(engines: Any) -> None:
+    loop, client = engines
+    question = espeak("Why is the sky blue?")
+    client.hung_after_s = {**client.hung_after_s, "work": 3.0}
+    os.kill(client.pid, signal.SIGSTOP)  # the engine hangs: no answer, no death
+    with pytest.raises(WorkerError, match="did not answer for 3 s") as hung:
+        loop.run_until_complete(client.transcribe(question, 1, 0))
+    assert "smaller model" in hung.value.hint
+    client.hung_after_s = {**client.hung_after_s, "work": 180.0}
+    heard = loop.run_until_complete(client.transcribe(question, 2, 0))  # a new worker
+    assert heard is not None and "sky" in heard.text.lower()
+    assert client.restarts == 1
+
+
+def test_a_worker_that_keeps_dying_is_left_stopped_with_a_clear_message() -> None:
+    loop = asyncio.new_event_loop()
+    client = EngineClient()
+
+    def die() -> None:
+        client._process.kill()
+        client._process.join()
+
+    try:
+        loop.run_until_complete(client.start())
+        for _ in range(3):
+            die()
+            loop.run_until_complete(client.revive())  # restarted each time
+            assert client.alive
+        die()
+        with pytest.raises(WorkerError, match="4 times within a minute") as looping:
+            loop.run_until_complete(client.revive())
+        assert "parley selftest" in looping.value.hint
+        assert client.restarts == 3 and not client.alive
+    finally:
+        loop.run_until_complete(client.close())
+        loop.close()
 
 
 def test_a_transcript_begun_in_the_users_pause_answers_the_turn_the_pause_ended(

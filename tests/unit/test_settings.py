@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import RELOADS, defaults, load_settings, reloads, user_config_path
+from app.settings_schema import SettingError
 from audio.bargein import DuplexMode
 from engines.errors import ParleyError
 
@@ -43,11 +44,14 @@ def test_a_misspelt_key_is_named_with_the_keys_that_exist(user_dirs: Path) -> No
 
 def test_a_value_of_the_wrong_kind_is_refused_with_where_to_fix_it(user_dirs: Path) -> None:
     _write('[vad]\nhangover_ms = "abc"\n')
-    with pytest.raises(ParleyError, match=r"\[vad\] hangover_ms = 'abc' is not valid"):
+    with pytest.raises(SettingError, match=r'\[vad\] hangover_ms = "abc" is not allowed: '
+                                           r"it must be a whole number from 0 to 10000") as err:
         load_settings()
+    assert str(user_config_path()) in err.value.hint
     _write("")
-    with pytest.raises(ParleyError, match="mode"):
+    with pytest.raises(SettingError, match=r'mode = "bogus".*"aec", "vad-threshold"') as err:
         load_settings({"duplex": {"mode": "bogus"}})
+    assert "command-line flag" in err.value.hint
     with pytest.raises(ParleyError, match=r"Unknown settings section \[sound\]"):
         load_settings({"sound": {"volume": 3}})
 
@@ -59,8 +63,9 @@ def test_a_change_is_checked_and_leaves_the_settings_it_came_from_alone(
     assert after.llm.system_prompt == after.cloud.instructions == "Be a pirate."
     assert after.tts.length_scale == 2.0
     assert before.llm.system_prompt != "Be a pirate."
-    with pytest.raises(ParleyError):
+    with pytest.raises(SettingError, match=r'temperature = "hot" .* from 0 to 2') as err:
         before.updated({"llm": {"temperature": "hot"}})
+    assert "apply it again" in err.value.hint
 
 
 def test_an_engine_gets_its_section_without_the_agents_keys_or_unset_ones(

@@ -1,4 +1,5 @@
-"""https:// (and http://) downloads, resumed with a Range request after a break."""
+"""https:// downloads, resumed with a Range request after a break (plain http:// only from
+this computer: `catalog.check_source` refuses any other)."""
 
 from __future__ import annotations
 

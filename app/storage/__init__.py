@@ -1,10 +1,9 @@
 """Conversation history on disk: one SQLite file holding conversations, turns and metrics.
 
 Every turn is committed as soon as it is added (WAL journal, full sync), so a crash or a power
-cut loses at most the turn in flight. The file carries its schema version in
-`PRAGMA user_version`; `migrate` brings a file written by an older Parley up to date, one
-step per version, each step in its own transaction. This module has no Qt import: the GUI,
-the CLI and the tests share it.
+cut loses at most the turn in flight. `schema` brings a file written by an older Parley up
+to date at open; `repair` sets a damaged file aside and starts a new one with what could
+still be read. No Qt import: the GUI, the CLI and the tests share it.
 """
 
 from __future__ import annotations
@@ -14,10 +13,11 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 from platformdirs import user_data_dir
 
@@ -29,13 +29,20 @@ from app.conversation.metrics import (
     STT,
     TTS_FIRST_AUDIO,
 )
+from app.storage.repair import is_damage, looks_damaged, salvage, set_aside
+from app.storage.schema import MIGRATIONS, SCHEMA_VERSION, migrate, transaction
 from engines.errors import ParleyError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "UNTITLED", "ConversationSummary", "Storage",
+           "StoredTurn", "default_db_path", "migrate", "title_from"]
 
 ROLES = ("user", "assistant", "system")
 UNTITLED = "New conversation"
 """What a conversation is called until its first question gives it a title."""
 
 TITLE_CHARS = 40
+
+T = TypeVar("T")
 
 
 def default_db_path() -> Path:
@@ -64,81 +71,36 @@ class StoredTurn:
     tokens: dict[str, int] | None
 
 
-def _create_v1(db: sqlite3.Connection) -> None:
-    db.execute("""
-        CREATE TABLE conversations (
-            id INTEGER PRIMARY KEY,
-            title TEXT NOT NULL DEFAULT '',
-            system_prompt TEXT NOT NULL DEFAULT '',
-            created_at REAL NOT NULL,
-            updated_at REAL NOT NULL
-        )""")
-    db.execute("""
-        CREATE TABLE turns (
-            id INTEGER PRIMARY KEY,
-            conversation_id INTEGER NOT NULL
-                REFERENCES conversations(id) ON DELETE CASCADE,
-            role TEXT NOT NULL CHECK (role IN ('user', 'assistant', 'system')),
-            text TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            metrics TEXT,
-            tokens TEXT
-        )""")
-    db.execute("CREATE INDEX turns_by_conversation ON turns(conversation_id, id)")
-
-
-Migration = Callable[[sqlite3.Connection], None]
-
-MIGRATIONS: tuple[Migration, ...] = (_create_v1,)
-"""Step i upgrades a file from version i to i + 1. Append new steps; never edit old ones."""
-
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def migrate(db: sqlite3.Connection, steps: Sequence[Migration] = MIGRATIONS) -> None:
-    """Run the steps the file has not had yet. A file from a newer Parley is left untouched,
-    since this version would not know what its columns mean."""
-    version: int = db.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(steps):
-        raise ParleyError(
-            f"The conversation history was written by a newer version of Parley "
-            f"(schema {version}; this version knows up to {len(steps)}).",
-            "Update Parley, or set PARLEY_DATA_DIR to another folder to start a new history.")
-    for target, step in enumerate(steps[version:], start=version + 1):
-        with _transaction(db):
-            step(db)
-            db.execute(f"PRAGMA user_version = {target:d}")
-
-
-@contextlib.contextmanager
-def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """All or nothing; the connection is in autocommit mode, so nothing else opens one."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
 class Storage:
-    """The conversation history. Use it from one thread (the GUI's main thread)."""
+    """The conversation history. Use it from one thread (the GUI's main thread).
+
+    A damaged file is set aside and replaced at open, or at the first read or write that
+    meets the damage (then that read or write is tried once more on the new file); what
+    happened waits in `notices` until a front end takes them with `on_notice`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.notices: list[ParleyError] = []
+        self._tell: Callable[[ParleyError], None] | None = None
         self._db: sqlite3.Connection | None = None
+        self._set_aside = False
         with self._guard("open the conversation history"):
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
             try:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = FULL")
-                self._db.execute("PRAGMA foreign_keys = ON")
-                migrate(self._db)
-            except BaseException:
-                self.close()
-                raise
+                damaged = self._open(check=True)
+            except sqlite3.DatabaseError as err:
+                if not is_damage(err):
+                    raise
+                damaged = True
+            if damaged:
+                self._replace()
+
+    def on_notice(self, tell: Callable[[ParleyError], None]) -> None:
+        """Who tells the user what happened to their history; notices so far are told now."""
+        self._tell = tell
+        pending, self.notices = self.notices, []
+        for notice in pending:
+            tell(notice)
 
     def close(self) -> None:
         if self._db is not None:
@@ -154,11 +116,9 @@ class Storage:
 
     def new_conversation(self, system_prompt: str, title: str = "") -> int:
         now = time.time()
-        with self._guard("start a new conversation"), self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO conversations (title, system_prompt, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?)", (title.strip(), system_prompt, now, now))
-            return _row_id(cursor)
+        return self._write("start a new conversation", lambda db: _row_id(db.execute(
+            "INSERT INTO conversations (title, system_prompt, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?)", (title.strip(), system_prompt, now, now))))
 
     def add_turn(self, conversation_id: int, role: str, text: str,
                  metrics: dict[str, float] | None = None, tokens: dict[str, int] | None = None,
@@ -167,7 +127,8 @@ class Storage:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         at = time.time() if created_at is None else created_at
-        with self._guard("save the turn"), self._transaction() as db:
+
+        def add(db: sqlite3.Connection) -> int:
             title = self._summary(conversation_id).title
             if not title and role == "user":
                 title = title_from(text)
@@ -179,29 +140,34 @@ class Storage:
                        " WHERE id = ?", (title, at, conversation_id))
             return _row_id(cursor)
 
+        return self._write("save the turn", add)
+
     def conversations(self) -> list[ConversationSummary]:
         """Most recently active first."""
-        with self._guard("read the list of conversations"):
-            rows = self._conn().execute(_SUMMARY_SQL + " ORDER BY c.updated_at DESC, c.id DESC")
-            return [ConversationSummary(*row) for row in rows]
+        return self._read("read the list of conversations", lambda db: [
+            ConversationSummary(*row) for row in
+            db.execute(_SUMMARY_SQL + " ORDER BY c.updated_at DESC, c.id DESC")])
 
     def turns(self, conversation_id: int) -> list[StoredTurn]:
-        with self._guard("read the conversation"):
+        def read(db: sqlite3.Connection) -> list[StoredTurn]:
             self._summary(conversation_id)
-            rows = self._conn().execute(
-                "SELECT id, role, text, created_at, metrics, tokens FROM turns"
-                " WHERE conversation_id = ? ORDER BY id", (conversation_id,))
+            rows = db.execute("SELECT id, role, text, created_at, metrics, tokens FROM turns"
+                              " WHERE conversation_id = ? ORDER BY id", (conversation_id,))
             return [StoredTurn(id, role, text, at, _metrics(metrics), _tokens(tokens))
                     for id, role, text, at, metrics, tokens in rows]
 
+        return self._read("read the conversation", read)
+
     def system_prompt(self, conversation_id: int) -> str:
-        with self._guard("read the conversation"):
-            row = self._conn().execute("SELECT system_prompt FROM conversations WHERE id = ?",
-                                       (conversation_id,)).fetchone()
+        def read(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT system_prompt FROM conversations WHERE id = ?",
+                             (conversation_id,)).fetchone()
             if row is None:
                 raise _unknown(conversation_id)
             prompt: str = row[0]
             return prompt
+
+        return self._read("read the conversation", read)
 
     def set_system_prompt(self, conversation_id: int, text: str) -> None:
         self._update(conversation_id, "system_prompt", text, "change the persona")
@@ -212,10 +178,12 @@ class Storage:
 
     def delete(self, conversation_id: int) -> None:
         """The conversation and all its turns (by cascade)."""
-        with self._guard("delete the conversation"), self._transaction() as db:
+        def delete(db: sqlite3.Connection) -> None:
             if db.execute("DELETE FROM conversations WHERE id = ?",
                           (conversation_id,)).rowcount == 0:
                 raise _unknown(conversation_id)
+
+        self._write("delete the conversation", delete)
 
     def export_markdown(self, conversation_id: int) -> str:
         """A transcript for people: who said what and when, and how fast each answer came."""
@@ -257,12 +225,6 @@ class Storage:
                               "This is a bug in Parley; please report it.")
         return self._db
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        with _transaction(db):
-            yield db
-
     def _summary(self, conversation_id: int) -> ConversationSummary:
         row = self._conn().execute(_SUMMARY_SQL + " WHERE c.id = ?",
                                    (conversation_id,)).fetchone()
@@ -271,14 +233,70 @@ class Storage:
         return ConversationSummary(*row)
 
     def _checked_summary(self, conversation_id: int) -> ConversationSummary:
-        with self._guard("read the conversation"):
-            return self._summary(conversation_id)
+        return self._read("read the conversation", lambda _: self._summary(conversation_id))
 
     def _update(self, conversation_id: int, column: str, value: str, action: str) -> None:
-        with self._guard(action), self._transaction() as db:
+        def update(db: sqlite3.Connection) -> None:
             if db.execute(f"UPDATE conversations SET {column} = ? WHERE id = ?",
                           (value, conversation_id)).rowcount == 0:
                 raise _unknown(conversation_id)
+
+        self._write(action, update)
+
+    def _write(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` in one transaction: all of it is saved, or none."""
+        def in_transaction(db: sqlite3.Connection) -> T:
+            with transaction(db):
+                return work(db)
+
+        return self._read(action, in_transaction)
+
+    def _read(self, action: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`work` on the open file; if it meets damage, once more on the file that replaces
+        it (a failed transaction has left nothing behind, so trying again is safe)."""
+        with self._guard(action):
+            try:
+                return work(self._conn())
+            except sqlite3.DatabaseError as err:
+                if not is_damage(err) or self._set_aside:
+                    raise
+                self._replace()
+            return work(self._conn())
+
+    def _open(self, check: bool) -> bool:
+        """Connect and bring the schema up to date; `check`: look for damage first, and
+        return True (closed again) if there is some."""
+        self._db = db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")
+            db.execute("PRAGMA foreign_keys = ON")
+            if check and looks_damaged(db):
+                self.close()
+                return True
+            migrate(db)
+        except BaseException:
+            self.close()
+            raise
+        return False
+
+    def _replace(self) -> None:
+        """Set the damaged file aside, start a new one with what could be read, and say so.
+        Once per run: a new file that is damaged too means a failing disk, not bad luck."""
+        self.close()
+        self._set_aside = True
+        aside = set_aside(self.path)
+        self._open(check=False)
+        saved = salvage(aside, self._conn())
+        notice = ParleyError(
+            f"Your conversation history was damaged, so Parley set it aside as {aside} and "
+            f"started a new one. {_recovered(saved.turns, saved.conversations)}",
+            "Nothing to do. Keep the old file if you want to try a recovery tool on it, or "
+            "delete it to free the space.")
+        if self._tell is not None:
+            self._tell(notice)
+        else:
+            self.notices.append(notice)
 
     @contextlib.contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -332,6 +350,13 @@ def _explain(err: sqlite3.Error, action: str, path: Path) -> ParleyError:
     return ParleyError(f"Could not {action}: {err}.",
                        f"If this keeps happening, move {path} aside; Parley will start a "
                        f"new one.")
+
+
+def _recovered(turns: int, conversations: int) -> str:
+    if not turns and not conversations:
+        return "Nothing in it could be read."
+    return (f"{turns} turn{'s' * (turns != 1)} in {conversations} "
+            f"conversation{'s' * (conversations != 1)} could still be read and are kept.")
 
 
 def _unknown(conversation_id: int) -> ParleyError:
