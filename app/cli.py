@@ -52,14 +52,14 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from app.commands.live import run_live
 
     _run(run_live(settings, args.input_device, args.output_device, args.max_turns,
-                  args.metrics_json))
+                  args.metrics_json, keep_history=not args.no_history))
     return 0
 
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from app.commands.chat import chat
 
-    _run(chat(settings, speak=args.speak))
+    _run(chat(settings, speak=args.speak, keep_history=not args.no_history))
     return 0
 
 
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
         models.add_argument(f"--{kind}", metavar="MODEL", help=f"{kind.upper()} model")
     parser.add_argument("--language", help="spoken language code, or 'auto'")
     parser.set_defaults(handler=_cmd_run, headless=False, screenshot=None, max_turns=None,
-                        cloud=False, kiosk=False)
+                        cloud=False, kiosk=False, no_history=False)
     sub = parser.add_subparsers(dest="command")
 
     talk = sub.add_parser("talk", help="answer the utterances in a WAV file, into a WAV file")
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-device", help="speaker: index or part of its name")
     run.add_argument("--max-turns", type=int, help="stop after this many answered turns")
     run.add_argument("--metrics-json", type=Path, help="write per-turn timings here")
+    run.add_argument("--no-history", action="store_true",
+                     help="with --headless: keep no record of the conversation")
     run.add_argument("--cloud", action="store_true",
                      help="talk to the OpenAI Realtime API instead of the local models "
                           "(the window starts in cloud mode)")
@@ -157,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="a typed conversation with the same agent")
     chat.add_argument("--speak", action="store_true", help="also speak the replies aloud")
+    chat.add_argument("--no-history", action="store_true",
+                      help="keep no record of the conversation (kept by default, as the "
+                           "window keeps it)")
     chat.set_defaults(handler=_cmd_chat)
 
     selftest = sub.add_parser("selftest", help="load every default engine and try each once")

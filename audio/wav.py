@@ -26,6 +26,10 @@ _AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b"ID3", b"
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 """Sample formats that can hold NaN or infinity; integer PCM cannot."""
 
+_MIN_RATE = 1000
+"""No recorder writes less: such a rate is a damaged header, and believing it would turn
+each sample into 16 or more (a 1 MB file at 1 Hz: 32 GB at 16 kHz)."""
+
 _FORMATS_HINT = "Use a WAV, FLAC or OGG file, e.g. convert it with `sox in.mp3 out.wav`."
 
 
@@ -51,6 +55,15 @@ def _open(path: str | Path) -> sf.SoundFile:
         f.close()
         raise AudioError(f"The audio file {p} contains no sound (zero samples).",
                          "Record or export it again.")
+    if f.samplerate < _MIN_RATE:
+        f.close()
+        raise AudioError(f"The audio file {p} is damaged: its header gives a sample rate of "
+                         f"{f.samplerate} Hz, and recordings have at least {_MIN_RATE} Hz.",
+                         "Record or export it again.")
+    if not f.seekable():  # libsndfile's ADPCM codecs (G721, G723) cannot say their length
+        f.close()
+        raise AudioError(f"{p} is audio in an encoding that cannot be read ({f.subtype}).",
+                         _FORMATS_HINT)
     if f.subtype in _FLOAT_SUBTYPES:
         _check_finite(f, p)
     return f

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from tests.pulse import PulseAudio
 
 # Widgets render offscreen in tests; the window test under Xvfb starts its own process.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The terminal commands keep their conversations: a test that does not choose a data folder
+# of its own (`user_dirs`) writes into this one, never into the user's history.
+os.environ.setdefault("PARLEY_DATA_DIR", tempfile.mkdtemp(prefix="parley-test-data-"))
 
 _FOLDER_MARKERS = {"unit": pytest.mark.unit, "integration": pytest.mark.integration,
                    "e2e": pytest.mark.e2e, "bundle": pytest.mark.bundle}

@@ -101,7 +101,8 @@ class CloudAgent(EventBus):
         conversation closed before saying them leaves them here for another to say."""
         self.player = ReplyPlayer(speaker)
         self.link = Link(client, settings.model, settings.reconnect_attempts, self._open,
-                         self._on_event, self._on_drop)
+                         self._on_event, self._on_drop,
+                         lambda err: self.publish(ErrorOccurred(err.message, err.hint)))
         self._mic = MicEncoder()
         self._sent: deque[tuple[float, float]] = deque(maxlen=2000)
         """(end of the appended audio in session ms, capture time of its last sample)."""
@@ -248,7 +249,8 @@ class CloudAgent(EventBus):
             self.player.finish(event.item_id)
         elif isinstance(event, ResponseFunctionCallArgumentsDoneEvent):
             if self._turn is not None:
-                self._turn.calls.append((event.call_id, event.name, event.arguments))
+                self._turn.calls.append(  # as text: the registry tells the model what is wrong
+                    (str(event.call_id), str(event.name), str(event.arguments)))
         elif isinstance(event, ResponseDoneEvent):
             self._response_done(event)
         elif isinstance(event, RateLimitsUpdatedEvent):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -23,16 +24,24 @@ _DROPS = (OSError, TimeoutError, WebSocketException, OpenAIError)
 _FIRST_DELAY_S, _MAX_DELAY_S = 0.5, 8.0
 """Backoff between attempts: 0.5 s, 1 s, 2 s, … at most 8 s."""
 
+log = logging.getLogger(__name__)
+
 
 class CloudError(ParleyError):
     """The cloud cannot be used right now (refused key, gave up reconnecting)."""
+
+
+class EventError(ParleyError):
+    """A server event Parley cannot use (no JSON, fields missing or of the wrong type): it
+    is skipped and the session goes on, since one bad event must not end the conversation."""
 
 
 class Link:
     def __init__(self, client: AsyncOpenAI, model: str, attempts: int,
                  on_open: Callable[[bool], Awaitable[None]],
                  on_event: Callable[[RealtimeServerEvent], None],
-                 on_drop: Callable[[int, Exception], None]) -> None:
+                 on_drop: Callable[[int, Exception], None],
+                 on_skip: Callable[[EventError], None]) -> None:
         self.client = client
         self.model = model
         self.attempts = attempts
@@ -41,6 +50,9 @@ class Link:
         self.on_event = on_event
         self.on_drop = on_drop
         """Called with the attempt number (1…) and the cause before each retry."""
+        self.on_skip = on_skip
+        """Called for the first event of each type that could not be used."""
+        self._skipped: set[str] = set()
         self.connected = asyncio.Event()
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None
         self._heard = False
@@ -90,20 +102,37 @@ class Link:
             await self.on_open(reconnecting)
             self.connected.set()
             while True:
-                receiving = asyncio.ensure_future(conn.recv())
+                receiving = asyncio.ensure_future(conn.recv_bytes())
                 await asyncio.wait({receiving, sender}, return_when=asyncio.FIRST_COMPLETED)
                 if not receiving.done():
                     receiving.cancel()
                     sender.result()  # the send failed: raise its error
-                event = receiving.result()
+                frame = receiving.result()
                 self._heard = True
-                self.on_event(cast(RealtimeServerEvent, event))
+                self._hand_on(conn, frame)
         finally:
             if receiving is not None:  # closed by the owner (back to local): not an error
                 receiving.cancel()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, *_DROPS):
                 await sender
+
+    def _hand_on(self, conn: Any, frame: bytes) -> None:
+        """Parse one frame as the SDK does and hand the event on; one that cannot be used is
+        skipped, told once per type (a stream of broken deltas must not flood the window)."""
+        kind = "unknown"
+        try:
+            event = conn.parse_event(frame)
+            kind = str(getattr(event, "type", kind))[:60]
+            self.on_event(cast(RealtimeServerEvent, event))
+        except Exception as err:  # any fault in one event: skip it, the session goes on
+            log.warning("skipped a Realtime server event of type %s", kind, exc_info=True)
+            if kind not in self._skipped:
+                self._skipped.add(kind)
+                self.on_skip(EventError(
+                    f"OpenAI sent an event Parley could not use (type {kind}: "
+                    f"{_why(err)[:200]}); it was skipped.",
+                    "If replies go wrong, switch this conversation back to local mode."))
 
     @staticmethod
     async def _send_all(conn: Any, outbox: asyncio.Queue[dict[str, Any]]) -> None:

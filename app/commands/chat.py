@@ -8,6 +8,7 @@ import sys
 import threading
 from contextlib import ExitStack
 
+from app.commands.history import kept
 from app.conversation.events import AgentEvent, Announcement, AssistantDelta, AssistantDone
 from app.conversation.outputs import SilentOutput, SpeakerOutput
 from app.conversation.session import open_session
@@ -41,7 +42,7 @@ def _typed_lines() -> asyncio.Queue[str]:
     return lines
 
 
-async def chat(settings: Settings, speak: bool) -> None:
+async def chat(settings: Settings, speak: bool, keep_history: bool = True) -> None:
     with ExitStack() as stack:
         if speak:
             device = pick_device(settings.audio.output_device or None, "output")
@@ -51,6 +52,7 @@ async def chat(settings: Settings, speak: bool) -> None:
             session = await open_session(settings, SilentOutput())
         session.agent.subscribe(_print_event)
         try:
+            stack.enter_context(kept(session, settings.llm.system_prompt, keep_history))
             print("Type a message (empty line or Ctrl+D to quit).", flush=True)
             typed = _typed_lines()
             while line := (await typed.get()).strip():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app.commands.history import kept
 from app.commands.report import local_metrics, print_turn, write_metrics
 from app.conversation.events import AgentEvent, TurnMetrics
 from app.conversation.outputs import SpeakerOutput
@@ -20,7 +21,8 @@ from audio.playback import Playback
 
 
 async def run_live(settings: Settings, input_device: str | None, output_device: str | None,
-                   max_turns: int | None, metrics_path: Path | None) -> list[TurnMetrics]:
+                   max_turns: int | None, metrics_path: Path | None,
+                   keep_history: bool = True) -> list[TurnMetrics]:
     resolve_models(settings)  # every missing model named at once, before the devices
     audio = settings.audio
     mic = pick_device(input_device or audio.input_device or None, "input")
@@ -40,9 +42,10 @@ async def run_live(settings: Settings, input_device: str | None, output_device: 
         session.agent.subscribe(keep)  # before the turn is printed, for whoever reads both
         session.agent.subscribe(print_turn)
         try:
-            voice = VoiceLoop(session.agent, make_endpointer)
-            print("Listening… speak now (Ctrl+C to stop).", flush=True)
-            turns = await voice.run(mic, max_turns)
+            with kept(session, settings.llm.system_prompt, keep_history):
+                voice = VoiceLoop(session.agent, make_endpointer)
+                print("Listening… speak now (Ctrl+C to stop).", flush=True)
+                turns = await voice.run(mic, max_turns)
         finally:
             watchdog.stopping()
             write_metrics(metrics_path, local_metrics(session))

@@ -8,13 +8,20 @@ import resource
 from pathlib import Path
 from typing import Any
 
-from app.conversation.events import AgentEvent, TurnMetrics
+from app.conversation.events import AgentEvent, Announcement, Interrupted, TurnMetrics
 from app.conversation.session import Session
 
 
 def print_turn(event: AgentEvent) -> None:
+    """What the window's conversation shows, as lines: each turn when it ends, a reply the
+    user spoke over, and what Parley says unprompted (a timer going off)."""
     if isinstance(event, TurnMetrics):
         print(f"you: {event.user_text}\nparley: {event.assistant_text}", flush=True)
+    elif isinstance(event, Interrupted) and event.by == "speech":
+        print("parley: (you spoke over the reply: it stopped after "
+              f"\"{event.heard_text or '…'}\")", flush=True)
+    elif isinstance(event, Announcement):
+        print(f"parley: {event.text}", flush=True)
 
 
 def peak_rss_mb() -> float:

@@ -95,7 +95,11 @@ def _loopback(host: str | None) -> bool:
 
 def check_source(url: str) -> None:
     """Raise ModelError unless `url` is a source Parley can download from."""
-    split = urlsplit(url)
+    try:
+        split = urlsplit(url)
+        split.port  # noqa: B018 - a bad port raises only when asked for
+    except ValueError:  # "[::1" or a port that is no number from 0 to 65535
+        split = urlsplit("")
     if split.scheme == "pypi":
         parse_pypi(url)
     elif split.scheme == "hf":
@@ -261,14 +265,17 @@ def load_catalog(path: Path | None = None) -> Catalog:
             f"Cannot read the model catalog {path}: {err.strerror}.",
             "Reinstall Parley, or pass the path of a readable catalog.",
         ) from err
+    except UnicodeDecodeError as err:
+        raise ModelError(f"The model catalog {path} is not UTF-8 text (byte {err.start}).",
+                         _FIX) from err
     except tomllib.TOMLDecodeError as err:
         raise ModelError(f"The model catalog {path} is not valid TOML: {err}.", _FIX) from err
     try:
         return _build(path, data)
     except KeyError as err:
         reason = f"the field '{err.args[0]}' is missing"
-    except (TypeError, ValueError) as err:
-        reason = str(err).rstrip(".")
+    except (TypeError, ValueError, AttributeError, OverflowError) as err:
+        reason = str(err).rstrip(".")  # a wrong type anywhere: a list for a table, inf bytes
     raise ModelError(f"The model catalog {path} is broken: {reason}.", _FIX)
 
 

