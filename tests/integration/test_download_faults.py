@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,25 +17,6 @@ import pytest
 from engines.errors import ModelError
 from engines.models import Catalog, DownloadCancelled, load_catalog, pull
 from tests.integration.test_model_download import COMMIT, FakeHub, blob, catalog_with
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    server = FakeHub()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "models"
-    monkeypatch.setenv("PARLEY_MODELS_DIR", str(root))
-    return root
 
 
 def left(models: Path) -> list[str]:

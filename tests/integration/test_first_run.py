@@ -40,14 +40,6 @@ SMALL_LLM = "smollm2-135m-instruct"
 
 
 @pytest.fixture
-def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The user's models folder, empty, as on a first run."""
-    root = tmp_path / "models"
-    monkeypatch.setenv("PARLEY_MODELS_DIR", str(root))
-    return root
-
-
-@pytest.fixture
 def installed(default_models: dict[Kind, ModelRef]) -> Path:
     """The models folder `make setup` filled (read before `models` moves the folder)."""
     return default_models["tts"].path.parent.parent

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import zipfile
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -119,25 +118,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body[:cut])
         if cut is not None:
             self.close_connection = True
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
-    server = FakeHub()
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "models"
-    monkeypatch.setenv("PARLEY_MODELS_DIR", str(root))
-    return root
 
 
 def blob(size: int, seed: int = 0) -> bytes:
