@@ -317,8 +317,8 @@ class Agent(EventBus):
             await speaker
             await self.output.drain()
         except ParleyError as err:
-            speaker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            speaker.cancel()  # it may have failed too (a dead worker fails both streams)
+            with contextlib.suppress(asyncio.CancelledError, ParleyError):
                 await speaker
             self._reply = None
             if said and current.heard_text is None:  # ends the cut reply's line or bubble
